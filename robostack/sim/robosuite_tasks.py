@@ -1,0 +1,266 @@
+"""``lift`` and ``can`` from robosuite 1.5: Panda, OSC_POSE delta actions, low-dim object observations.
+
+Observations: ``state`` = end-effector position (3), quaternion xyzw (4), gripper finger positions (2);
+``object`` = robosuite's ``object-state``. Actions (7): position delta (x 5 cm), axis-angle delta (x 0.5 rad) in the
+base frame, gripper (-1 open, +1 close). Cameras are optional (``camera=...``, offscreen EGL).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+from scipy.spatial.transform import Rotation
+
+from robostack.data.schema import FeatureSpec
+from robostack.errors import RobostackError
+from robostack.sim.base import Expert, SimTask, TaskSpec
+
+CONTROL_HZ = 20.0
+STATE_NAMES = ["eef_x", "eef_y", "eef_z", "eef_qx", "eef_qy", "eef_qz", "eef_qw", "finger_l", "finger_r"]
+ACTION_NAMES = ["dx", "dy", "dz", "drx", "dry", "drz", "gripper"]
+
+
+def _spec(name: str, env_name: str, object_dim: int, max_steps: int, description: str) -> TaskSpec:
+    return TaskSpec(
+        name=name,
+        description=description,
+        control_rate_hz=CONTROL_HZ,
+        max_steps=max_steps,
+        obs={
+            "state": FeatureSpec("float32", (9,), names=STATE_NAMES, units="m, quaternion xyzw, m"),
+            "object": FeatureSpec("float32", (object_dim,), description=f"robosuite {env_name} object-state"),
+        },
+        action=FeatureSpec("float32", (7,), names=ACTION_NAMES, units="x0.05 m, x0.5 rad, gripper"),
+        action_low=(-1.0,) * 7,
+        action_high=(1.0,) * 7,
+        robot="Panda (robosuite 1.5, OSC_POSE delta)",
+        cameras=("agentview", "robot0_eye_in_hand"),
+    )
+
+
+SPECS = {
+    "lift": ("Lift", _spec("lift", "Lift", 10, 200, "Lift the cube above the table (robosuite Lift, Panda).")),
+    "can": (
+        "PickPlaceCan",
+        _spec("can", "PickPlaceCan", 14, 400, "Pick the can and place it in its bin (robosuite PickPlaceCan, Panda)."),
+    ),
+}
+
+
+def _make_env(env_name: str, max_steps: int, cameras: tuple[str, ...], image_size: int) -> Any:
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import robosuite
+        from robosuite.controllers import load_composite_controller_config
+
+    cfg = load_composite_controller_config(controller="BASIC", robot="Panda")
+    return robosuite.make(
+        env_name,
+        robots="Panda",
+        controller_configs=cfg,
+        has_renderer=False,
+        has_offscreen_renderer=bool(cameras),
+        use_camera_obs=bool(cameras),
+        camera_names=list(cameras) if cameras else "agentview",
+        camera_heights=image_size,
+        camera_widths=image_size,
+        control_freq=CONTROL_HZ,
+        horizon=max_steps,
+        reward_shaping=False,
+        ignore_done=True,
+        hard_reset=False,
+    )
+
+
+class RobosuiteTask(SimTask):
+    """A robosuite environment behind the SimTask contract (seeded reset, flat sim state, expert)."""
+
+    def __init__(self, name: str, cameras: tuple[str, ...] = (), image_size: int = 84) -> None:
+        if name not in SPECS:
+            raise RobostackError(f"unknown robosuite task '{name}' (choose from {', '.join(SPECS)})")
+        env_name, spec = SPECS[name]
+        for cam in cameras:
+            if cam not in spec.cameras:
+                raise RobostackError(f"task {name} has no camera '{cam}' (choose from {', '.join(spec.cameras)})")
+        obs = dict(spec.obs)
+        for cam in cameras:
+            obs[f"image_{cam}"] = FeatureSpec("uint8", (image_size, image_size, 3), units="RGB")
+        self.spec_ = TaskSpec(**{**spec.__dict__, "obs": obs})
+        self.cameras = tuple(cameras)
+        self.env = _make_env(env_name, spec.max_steps, self.cameras, image_size)
+        self._raw: dict[str, np.ndarray] = {}
+        self.observation_space = spaces.Dict(
+            {
+                k: spaces.Box(0, 255, v.shape, np.uint8) if v.dtype == "uint8" else spaces.Box(-np.inf, np.inf, v.shape)
+                for k, v in obs.items()
+            }
+        )
+        self.action_space = spaces.Box(-1.0, 1.0, (7,), np.float32)
+
+    # ------------------------------------------------------------------ state
+    def get_sim_state(self) -> np.ndarray:
+        return np.asarray(self.env.sim.get_state().flatten(), np.float64)
+
+    def set_sim_state(self, state: np.ndarray) -> None:
+        self.env.sim.set_state_from_flattened(np.asarray(state, np.float64))
+        self.env.sim.forward()
+        for robot in self.env.robots:  # controllers cache the pose they act relative to
+            robot.composite_controller.update_state()
+            for part in robot.composite_controller.part_controllers.values():
+                part.reset_goal()
+        self._raw = self.env._get_observations(force_update=True)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):  # type: ignore[override]
+        super().reset(seed=seed)
+        # robosuite's placement samplers share env.rng; reseeding it in place makes reset(seed=s) reproducible.
+        self.env.rng.bit_generator.state = np.random.default_rng(seed).bit_generator.state
+        self._raw = self.env.reset()
+        return self.observe(), {"success": False}
+
+    def step(self, action: np.ndarray):  # type: ignore[override]
+        a = np.asarray(action, np.float64).reshape(7)
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"{self.spec_.name}: non-finite action {a}")
+        self._raw, _, _, _ = self.env.step(np.clip(a, -1.0, 1.0))
+        success = self.is_success()
+        return self.observe(), float(success), success, False, {"success": success}
+
+    def observe(self) -> dict[str, np.ndarray]:
+        r = self._raw
+        out = {
+            "state": np.concatenate([r["robot0_eef_pos"], r["robot0_eef_quat"], r["robot0_gripper_qpos"]]).astype(
+                np.float32
+            ),
+            "object": np.asarray(r["object-state"], np.float32),
+        }
+        for cam in self.cameras:
+            out[f"image_{cam}"] = np.ascontiguousarray(r[f"{cam}_image"][::-1])  # robosuite renders upside down
+        return out
+
+    def is_success(self) -> bool:
+        return bool(self.env._check_success())
+
+    def object_position(self) -> np.ndarray:
+        if self.spec_.name == "lift":
+            return np.asarray(self._raw["cube_pos"], np.float64)
+        return np.asarray(self._raw["Can_pos"], np.float64)
+
+    def object_yaw(self) -> float:
+        q = self._raw["cube_quat"] if self.spec_.name == "lift" else self._raw["Can_quat"]
+        return float(Rotation.from_quat(q).as_euler("xyz")[2])
+
+    def can_target(self) -> np.ndarray:
+        env = self.env
+        return np.asarray(env.target_bin_placements[env.object_to_id[env.obj_to_use.lower()]], np.float64)
+
+    def make_expert(self, rng: np.random.Generator) -> Expert:
+        if self.spec_.name == "lift":
+            return LiftExpert(self, rng)
+        return CanExpert(self, rng)
+
+    def render_frame(self, camera: str | None = None, width: int = 640, height: int = 480) -> np.ndarray:
+        cam = camera or "agentview"
+        img = self.env.sim.render(camera_name=cam, width=width, height=height)
+        return np.ascontiguousarray(img[::-1])
+
+    def close(self) -> None:
+        self.env.close()
+
+
+class _OSCExpert(Expert):
+    """Waypoint follower in OSC delta space: position and orientation errors, scaled and clipped to [-1, 1]."""
+
+    def __init__(self, task: RobosuiteTask, rng: np.random.Generator) -> None:
+        self.task = task
+        self.rng = rng
+        self.phase = 0
+        self.t_phase = 0
+        obs = task.observe()
+        self.R_down = Rotation.from_quat(obs["state"][3:7])  # the gripper starts pointing down
+        # Approach height and speed vary a little per episode, so demonstrations are not all identical.
+        self.hover = float(rng.uniform(0.06, 0.1))
+        self.gain = float(rng.uniform(8.0, 12.0))
+
+    def _move(self, obs: dict[str, np.ndarray], target: np.ndarray, grip: float, yaw: float = 0.0) -> np.ndarray:
+        eef = obs["state"][:3].astype(np.float64)
+        dpos = np.clip((target - eef) * self.gain, -1.0, 1.0)
+        R_des = Rotation.from_euler("z", yaw) * self.R_down
+        err = (R_des * Rotation.from_quat(obs["state"][3:7]).inv()).as_rotvec()
+        drot = np.clip(err / 0.5 * 2.0, -1.0, 1.0)
+        return np.concatenate([dpos, drot, [grip]]).astype(np.float32)
+
+    def _advance(self, done: bool) -> None:
+        self.t_phase += 1
+        if done:
+            self.phase += 1
+            self.t_phase = 0
+
+
+class LiftExpert(_OSCExpert):
+    def __init__(self, task: RobosuiteTask, rng: np.random.Generator) -> None:
+        super().__init__(task, rng)
+        cube_yaw = task.object_yaw()
+        grip_yaw = float(self.R_down.as_euler("xyz")[2])
+        self.yaw = float((cube_yaw - grip_yaw + np.pi / 4) % (np.pi / 2) - np.pi / 4)
+
+    def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        cube = self.task.object_position()
+        eef = obs["state"][:3].astype(np.float64)
+        if self.phase == 0:  # above the cube, aligned with its faces
+            target = cube + [0, 0, self.hover]
+            a = self._move(obs, target, -1.0, self.yaw)
+            self._advance(np.linalg.norm(target - eef) < 0.01 or self.t_phase > 60)
+        elif self.phase == 1:  # down to grasp height
+            target = cube + [0, 0, -0.005]
+            a = self._move(obs, target, -1.0, self.yaw)
+            self._advance(np.linalg.norm(target - eef) < 0.008 or self.t_phase > 40)
+        elif self.phase == 2:  # close
+            a = self._move(obs, cube + [0, 0, -0.005], 1.0, self.yaw)
+            self._advance(self.t_phase >= 8)
+        else:  # lift
+            a = self._move(obs, np.array([eef[0], eef[1], cube[2] + 0.2]), 1.0, self.yaw)
+            self._advance(False)
+        return a
+
+
+class CanExpert(_OSCExpert):
+    def __init__(self, task: RobosuiteTask, rng: np.random.Generator) -> None:
+        super().__init__(task, rng)
+        self.target = task.can_target() + np.r_[rng.uniform(-0.02, 0.02, 2), 0.0]
+        self.carry_z = float(rng.uniform(1.0, 1.05))
+
+    def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        can = self.task.object_position()
+        eef = obs["state"][:3].astype(np.float64)
+        if self.phase == 0:  # above the can
+            target = can + [0, 0, self.hover]
+            a = self._move(obs, target, -1.0)
+            self._advance(np.linalg.norm(target - eef) < 0.012 or self.t_phase > 60)
+        elif self.phase == 1:  # down around it
+            target = can + [0, 0, 0.0]
+            a = self._move(obs, target, -1.0)
+            self._advance(np.linalg.norm(target - eef) < 0.01 or self.t_phase > 40)
+        elif self.phase == 2:  # grasp
+            a = self._move(obs, can, 1.0)
+            self._advance(self.t_phase >= 10)
+        elif self.phase == 3:  # lift clear of the bin walls
+            target = np.array([eef[0], eef[1], self.carry_z])
+            a = self._move(obs, target, 1.0)
+            self._advance(abs(target[2] - eef[2]) < 0.02 or self.t_phase > 60)
+        elif self.phase == 4:  # carry over the target bin
+            target = np.array([self.target[0], self.target[1], self.carry_z])
+            a = self._move(obs, target, 1.0)
+            self._advance(np.linalg.norm(target[:2] - eef[:2]) < 0.015 or self.t_phase > 100)
+        elif self.phase == 5:  # lower
+            target = np.array([self.target[0], self.target[1], self.target[2] + 0.12])
+            a = self._move(obs, target, 1.0)
+            self._advance(abs(target[2] - eef[2]) < 0.02 or self.t_phase > 40)
+        else:  # release and back off
+            a = self._move(obs, np.array([eef[0], eef[1], self.target[2] + 0.2]), -1.0)
+            self._advance(False)
+        return a
