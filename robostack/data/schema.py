@@ -24,8 +24,11 @@ FORMAT_VERSION = 1
 #: Every episode has one of these origins; stored as uint8 codes in ``meta/episode_source``.
 SOURCES: tuple[str, ...] = ("sim", "real", "generated", "intervention", "imported")
 
-#: Columns of ``meta/episodes`` (int64): one array, so a commit writes two small files, not six.
-EPISODE_COLUMNS: tuple[str, ...] = ("success", "source", "task", "seed", "length")
+#: How an episode's actions were produced; stored as codes in the ``quality`` column.
+QUALITIES: tuple[str, ...] = ("unknown", "expert", "noisy", "random", "human", "policy")
+
+#: Columns of ``meta/episodes`` (int64): one array, so a commit writes two small files, not seven.
+EPISODE_COLUMNS: tuple[str, ...] = ("success", "source", "task", "seed", "length", "quality")
 
 #: Keys every robostack recorder writes; ``obs/<name>`` keys come in addition.
 STANDARD_KEYS: tuple[str, ...] = (

@@ -28,6 +28,7 @@ from robostack.data.chunks import ChunkAppender
 from robostack.data.fs import DurableLocalStore, WriterLock, atomic_write_bytes, fsync_dir
 from robostack.data.schema import (
     EPISODE_COLUMNS,
+    QUALITIES,
     FORMAT_NAME,
     SOURCES,
     FeatureSpec,
@@ -100,6 +101,7 @@ class EpisodeMeta:
     source: str
     task: str
     seed: int
+    quality: str = "unknown"
 
     @property
     def length(self) -> int:
@@ -171,6 +173,7 @@ class EpisodeStore:
         src = self.episode_field("source")
         task = self.episode_field("task")
         seed = self.episode_field("seed")
+        quality = self.episode_field("quality")
         tasks = self.info.tasks or [""]
         out = []
         for i in range(self.n_episodes):
@@ -183,6 +186,7 @@ class EpisodeStore:
                     source=SOURCES[int(src[i])] if int(src[i]) < len(SOURCES) else "unknown",
                     task=tasks[int(task[i])] if 0 <= int(task[i]) < len(tasks) else "",
                     seed=int(seed[i]),
+                    quality=QUALITIES[int(quality[i])] if 0 <= int(quality[i]) < len(QUALITIES) else "unknown",
                 )
             )
         return out
@@ -292,7 +296,7 @@ class EpisodeWriter:
                 fill_value=0,
                 compressors=None,
                 serializer=BytesCodec(endian="little"),
-                attributes={"columns": list(EPISODE_COLUMNS), "sources": list(SOURCES)},
+                attributes={"columns": list(EPISODE_COLUMNS), "sources": list(SOURCES), "qualities": list(QUALITIES)},
             )
         return cls(path, fsync=fsync)
 
@@ -328,6 +332,7 @@ class EpisodeWriter:
         source: str = "sim",
         task: str = "",
         seed: int = -1,
+        quality: str = "unknown",
     ) -> int:
         """Append and commit one whole episode; returns its index."""
         if self._stream is not None:
@@ -336,7 +341,7 @@ class EpisodeWriter:
         length = check_episode_arrays(arrays, self.info.features)
         start = self.n_steps
         self._write_rows(arrays, start)
-        return self._commit(start + length, success=success, source=source, task=task, seed=seed)
+        return self._commit(start + length, success=success, source=source, task=task, seed=seed, quality=quality)
 
     def begin_episode(self) -> None:
         if self._stream is not None:
@@ -372,7 +377,9 @@ class EpisodeWriter:
         for v in self._stream.values():
             v.clear()  # written rows no longer needed in RAM
 
-    def end_episode(self, *, success: bool = False, source: str = "sim", task: str = "", seed: int = -1) -> int:
+    def end_episode(
+        self, *, success: bool = False, source: str = "sim", task: str = "", seed: int = -1, quality: str = "unknown"
+    ) -> int:
         if self._stream is None:
             raise StoreError("end_episode without begin_episode")
         if self._stream_rows == 0:
@@ -380,7 +387,7 @@ class EpisodeWriter:
         self._flush_stream()
         end = self.n_steps + self._stream_rows
         self._stream = None
-        return self._commit(end, success=success, source=source, task=task, seed=seed)
+        return self._commit(end, success=success, source=source, task=task, seed=seed, quality=quality)
 
     def discard_episode(self) -> None:
         """Forget the streamed episode; its written rows stay an uncommitted tail until the next write."""
@@ -404,9 +411,11 @@ class EpisodeWriter:
                 arr.resize((cap, *spec.shape))
             self._appenders[key].write(np.asarray(arrays[key], dtype=spec.dtype), start)
 
-    def _commit(self, end: int, *, success: bool, source: str, task: str, seed: int) -> int:
+    def _commit(self, end: int, *, success: bool, source: str, task: str, seed: int, quality: str) -> int:
         if source not in SOURCES:
             raise SpecError(f"unknown episode source '{source}' (choose from {', '.join(SOURCES)})")
+        if quality not in QUALITIES:
+            raise SpecError(f"unknown episode quality '{quality}' (choose from {', '.join(QUALITIES)})")
         e = self.n_episodes
         if task not in self.info.tasks:
             self.info.tasks.append(task)
@@ -417,6 +426,7 @@ class EpisodeWriter:
             "task": self.info.tasks.index(task),
             "seed": int(seed),
             "length": end - self.n_steps,
+            "quality": QUALITIES.index(quality),
         }
         # The metadata row: raw chunk bytes. The table's shape runs ahead in whole chunks (readers take
         # episode_ends' length), so a commit rewrites no zarr.json but the one at the commit point.

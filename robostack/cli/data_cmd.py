@@ -1,0 +1,104 @@
+"""``robostack data info|validate|merge|import|export``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def add(sub: argparse._SubParsersAction) -> None:
+    data = sub.add_parser("data", help="inspect, check, merge and convert episode stores")
+    dsub = data.add_subparsers(dest="data_command", required=True, parser_class=type(data))
+
+    p = dsub.add_parser("info", help="summary of a store")
+    p.add_argument("path")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_info)
+
+    p = dsub.add_parser("validate", help="check a store; exit 0 when sound, 1 otherwise")
+    p.add_argument("path")
+    p.add_argument("--repair", action="store_true", help="drop an uncommitted tail (and nothing else)")
+    p.add_argument("--quick", action="store_true", help="skip decoding every chunk")
+    p.set_defaults(func=cmd_validate)
+
+    p = dsub.add_parser("merge", help="concatenate stores with identical features into a new one")
+    p.add_argument("inputs", nargs="+")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_merge)
+
+    p = dsub.add_parser("import", help="convert a robomimic HDF5 or Diffusion Policy zarr store")
+    p.add_argument("src")
+    p.add_argument("dst")
+    p.add_argument("--from", dest="fmt", required=True, choices=["robomimic", "diffusion-policy"])
+    p.add_argument("--control-rate", type=float, default=10.0, help="Hz, for formats that do not record it")
+    p.set_defaults(func=cmd_import)
+
+    p = dsub.add_parser("export", help="write a store as robomimic HDF5 or Diffusion Policy zarr v2")
+    p.add_argument("src")
+    p.add_argument("dst")
+    p.add_argument("--to", dest="fmt", required=True, choices=["robomimic", "diffusion-policy"])
+    p.set_defaults(func=cmd_export)
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from robostack.data.info import format_summary, store_summary
+
+    s = store_summary(args.path)
+    print(json.dumps(s, indent=1) if args.json else format_summary(s))
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from robostack.data.validate import repair_store, validate_store
+
+    findings = validate_store(args.path, read_chunks=not args.quick)
+    errors = [f for f in findings if f.severity == "error"]
+    if args.repair and Path(args.path, "zarr.json").exists():
+        try:
+            for line in repair_store(args.path):
+                print(f"repaired: {line}")
+        except Exception as exc:  # a store too broken to open is reported by the errors below
+            print(f"repair skipped: {exc}")
+        findings = validate_store(args.path, read_chunks=not args.quick)
+        errors = [f for f in findings if f.severity == "error"]
+    for f in findings:
+        print(f"{args.path}: {f.severity}: {f.message}")
+    if errors:
+        return 1
+    print(f"{args.path}: ok")
+    return 0
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    from robostack.data.merge import merge_stores
+
+    n = merge_stores(args.inputs, args.out)
+    print(f"merged {n} episodes from {len(args.inputs)} store(s) into {args.out}")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    if args.fmt == "robomimic":
+        from robostack.data.robomimic_io import import_robomimic
+
+        n = import_robomimic(args.src, args.dst)
+    else:
+        from robostack.data.diffusion_policy_io import import_diffusion_policy
+
+        n = import_diffusion_policy(args.src, args.dst, control_rate_hz=args.control_rate)
+    print(f"imported {n} episodes from {args.src} ({args.fmt}) into {args.dst}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    if args.fmt == "robomimic":
+        from robostack.data.robomimic_io import export_robomimic
+
+        n = export_robomimic(args.src, args.dst)
+    else:
+        from robostack.data.diffusion_policy_io import export_diffusion_policy
+
+        n = export_diffusion_policy(args.src, args.dst)
+    print(f"exported {n} episodes from {args.src} to {args.dst} ({args.fmt})")
+    return 0

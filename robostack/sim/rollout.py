@@ -1,0 +1,88 @@
+"""One episode in, one dict of per-step arrays out -- the row convention every store and replay relies on.
+
+Row t holds the observation *before* step t (``obs/<k>``), the physics state before it (``sim_state``), the action
+taken, and what the step returned (``reward``, ``terminated``, ``truncated``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from robostack.data.schema import FeatureSpec
+from robostack.sim.base import Expert, SimTask
+
+
+@dataclass
+class Episode:
+    data: dict[str, np.ndarray]
+    success: bool
+    seed: int
+    tier: str
+
+    @property
+    def length(self) -> int:
+        return int(self.data["action"].shape[0])
+
+
+def episode_features(task: SimTask) -> dict[str, FeatureSpec]:
+    """The store features a simulated rollout of ``task`` writes."""
+    spec = task.task_spec
+    feats = {f"obs/{k}": v for k, v in spec.obs.items()}
+    feats["action"] = spec.action
+    feats["reward"] = FeatureSpec("float32", ())
+    feats["terminated"] = FeatureSpec("bool", (), description="task success ended the episode")
+    feats["truncated"] = FeatureSpec("bool", (), description="time limit ended the episode")
+    feats["timestamp"] = FeatureSpec("float64", (), units="s", description="time since episode start")
+    feats["is_intervention"] = FeatureSpec("bool", (), description="a human had taken over at this step")
+    feats["sim_state"] = FeatureSpec(
+        "float64", (task.sim_state_size(),), description="full physics state before the step (replay, reset)"
+    )
+    return feats
+
+
+def run_episode(
+    task: SimTask, make_actor: Callable[[], Expert], seed: int, tier: str, max_steps: int | None = None
+) -> Episode:
+    """Reset with ``seed``, build the actor for that initial state, run until success or the time limit."""
+    spec = task.task_spec
+    max_steps = max_steps or spec.max_steps
+    obs, _ = task.reset(seed=seed)
+    actor = make_actor()
+    rows: dict[str, list[np.ndarray]] = {k: [] for k in episode_features(task)}
+    success = False
+    for t in range(max_steps):
+        state = task.get_sim_state()
+        action = np.asarray(actor.act(obs), np.float32)
+        for k, v in obs.items():
+            rows[f"obs/{k}"].append(v)
+        rows["sim_state"].append(state)
+        rows["action"].append(action)
+        obs, reward, terminated, truncated, info = task.step(action)
+        truncated = truncated or (t == max_steps - 1 and not terminated)
+        rows["reward"].append(np.float32(reward))
+        rows["terminated"].append(np.bool_(terminated))
+        rows["truncated"].append(np.bool_(truncated))
+        rows["timestamp"].append(np.float64(t / spec.control_rate_hz))
+        rows["is_intervention"].append(np.bool_(False))
+        success = bool(info.get("success", terminated))
+        if terminated or truncated:
+            break
+    return Episode(data={k: np.stack(v) for k, v in rows.items()}, success=success, seed=seed, tier=tier)
+
+
+def replay_episode(task: SimTask, data: dict[str, np.ndarray]) -> tuple[float, bool]:
+    """Re-execute recorded actions from the recorded first state; return the largest state deviation seen
+    against the recorded states, and whether the replay reached success where the recording did."""
+    states, actions = data["sim_state"], data["action"]
+    task.set_sim_state(states[0])
+    worst = 0.0
+    success = False
+    for t in range(actions.shape[0]):
+        _, _, terminated, _, info = task.step(actions[t])
+        success = success or bool(info.get("success", terminated))
+        if t + 1 < states.shape[0]:
+            worst = max(worst, float(np.max(np.abs(task.get_sim_state() - states[t + 1]))))
+    return worst, success
