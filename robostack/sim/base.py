@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
+import mujoco
 import numpy as np
 
 from robostack.data.schema import FeatureSpec
@@ -44,6 +45,26 @@ class TaskSpec:
             "robot": self.robot,
             "cameras": list(self.cameras),
         }
+
+
+STATE_SPEC = mujoco.mjtState.mjSTATE_INTEGRATION
+
+
+def get_physics_state(model: mujoco.MjModel, data: mujoco.MjData) -> np.ndarray:
+    """MuJoCo's full integration state: time, qpos, qvel, act, ctrl, applied forces, mocap and the solver's
+    warm-start. Without the warm-start a replay drifts (~5 mm in robosuite Lift); with it, replay is exact."""
+    state = np.empty(mujoco.mj_stateSize(model, STATE_SPEC), np.float64)
+    mujoco.mj_getState(model, data, state, STATE_SPEC)
+    return state
+
+
+def set_physics_state(model: mujoco.MjModel, data: mujoco.MjData, state: np.ndarray) -> None:
+    state = np.asarray(state, np.float64)
+    size = mujoco.mj_stateSize(model, STATE_SPEC)
+    if state.shape != (size,):
+        raise ValueError(f"physics state has {state.shape} values, this model needs ({size},)")
+    mujoco.mj_setState(model, data, state, STATE_SPEC)
+    mujoco.mj_forward(model, data)
 
 
 class SimTask(gym.Env, ABC):

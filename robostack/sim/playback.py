@@ -47,7 +47,7 @@ def replay(path: str | os.PathLike[str], episode: int) -> ReplayResult:
             raise StoreError(
                 f"sim_state has {data['sim_state'].shape[1]} values, task '{task_name}' needs {task.sim_state_size()}"
             )
-        dev, success = replay_episode(task, data)
+        dev, success = replay_episode(task, data, seed=store.episodes()[episode].seed)
     finally:
         task.close()
     return ReplayResult(

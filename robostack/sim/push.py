@@ -12,7 +12,7 @@ import numpy as np
 from gymnasium import spaces
 
 from robostack.data.schema import FeatureSpec
-from robostack.sim.base import ASSETS, Expert, SimTask, TaskSpec
+from robostack.sim.base import ASSETS, Expert, SimTask, TaskSpec, get_physics_state, set_physics_state
 
 CONTROL_HZ = 20.0
 MAX_SPEED = 0.3
@@ -63,23 +63,13 @@ class PushTask(SimTask):
 
     # ------------------------------------------------------------------ state
     def get_sim_state(self) -> np.ndarray:
-        d = self.data
-        return np.concatenate([[d.time], d.qpos, d.qvel, d.act, self.goal]).astype(np.float64)
+        """MuJoCo's integration state followed by the goal position (the goal is part of the task's state)."""
+        return np.concatenate([get_physics_state(self.model, self.data), self.goal])
 
     def set_sim_state(self, state: np.ndarray) -> None:
-        m, d = self.model, self.data
         state = np.asarray(state, np.float64)
-        i = 1
-        d.time = state[0]
-        d.qpos[:] = state[i : i + m.nq]
-        i += m.nq
-        d.qvel[:] = state[i : i + m.nv]
-        i += m.nv
-        d.act[:] = state[i : i + m.na]
-        i += m.na
-        self._set_goal(state[i : i + 2])
-        d.ctrl[:] = 0.0
-        mujoco.mj_forward(m, d)
+        self._set_goal(state[-2:])
+        set_physics_state(self.model, self.data, state[:-2])
 
     def _set_goal(self, goal: np.ndarray) -> None:
         self.goal = np.asarray(goal, np.float64).copy()

@@ -7,7 +7,11 @@ base frame, gripper (-1 open, +1 close). Cameras are optional (``camera=...``, o
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 import os
+import sys
 import warnings
 from typing import Any
 
@@ -17,7 +21,7 @@ from scipy.spatial.transform import Rotation
 
 from robostack.data.schema import FeatureSpec
 from robostack.errors import RobostackError
-from robostack.sim.base import Expert, SimTask, TaskSpec
+from robostack.sim.base import Expert, SimTask, TaskSpec, get_physics_state, set_physics_state
 
 CONTROL_HZ = 20.0
 STATE_NAMES = ["eef_x", "eef_y", "eef_z", "eef_qx", "eef_qy", "eef_qz", "eef_qw", "finger_l", "finger_r"]
@@ -53,12 +57,20 @@ SPECS = {
 
 def _make_env(env_name: str, max_steps: int, cameras: tuple[str, ...], image_size: int) -> Any:
     os.environ.setdefault("MUJOCO_GL", "egl")
-    with warnings.catch_warnings():
+    # robosuite warns about optional extras on import and about controller parts on every reset: keep the
+    # console for what matters (its errors still reach stderr).
+    with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
         import robosuite
         from robosuite.controllers import load_composite_controller_config
+        from robosuite.utils.log_utils import ROBOSUITE_DEFAULT_LOGGER
 
+    ROBOSUITE_DEFAULT_LOGGER.setLevel(logging.ERROR)
+    for h in ROBOSUITE_DEFAULT_LOGGER.handlers:
+        if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler):
+            h.setStream(sys.stderr)
     cfg = load_composite_controller_config(controller="BASIC", robot="Panda")
+    cfg["body_parts"] = {"right": cfg["body_parts"]["right"]}  # one arm: no config for parts Panda lacks
     return robosuite.make(
         env_name,
         robots="Panda",
@@ -73,7 +85,10 @@ def _make_env(env_name: str, max_steps: int, cameras: tuple[str, ...], image_siz
         horizon=max_steps,
         reward_shaping=False,
         ignore_done=True,
-        hard_reset=False,
+        # A soft reset leaves state behind (the cube's settled height moved ~2 mm with the previous episode), which
+        # breaks "same seed, same episode"; a hard reset rebuilds the sim and costs ~0.3 s per episode.
+        hard_reset=True,
+        lite_physics=False,
     )
 
 
@@ -103,15 +118,28 @@ class RobosuiteTask(SimTask):
         self.action_space = spaces.Box(-1.0, 1.0, (7,), np.float32)
 
     # ------------------------------------------------------------------ state
+    def _grippers(self) -> list[Any]:
+        return [g for robot in self.env.robots for g in robot.gripper.values()]
+
     def get_sim_state(self) -> np.ndarray:
-        return np.asarray(self.env.sim.get_state().flatten(), np.float64)
+        """MuJoCo's integration state plus each gripper model's speed-limited command (robosuite integrates the
+        gripper action outside MuJoCo; without it a replay's gripper torques differ from the first step)."""
+        # Panda's starts as zeros(1) and becomes a (2,) pair after the first action: both broadcast to (2,).
+        grip = [np.broadcast_to(np.asarray(g.current_action, np.float64), (2,)) for g in self._grippers()]
+        return np.concatenate([get_physics_state(self.env.sim.model._model, self.env.sim.data._data), *grip])
 
     def set_sim_state(self, state: np.ndarray) -> None:
-        self.env.sim.set_state_from_flattened(np.asarray(state, np.float64))
-        self.env.sim.forward()
-        for robot in self.env.robots:  # controllers cache the pose they act relative to
+        state = np.asarray(state, np.float64)
+        grippers = self._grippers()
+        n_grip = 2 * len(grippers)
+        physics, grip = state[: state.shape[0] - n_grip], state[state.shape[0] - n_grip :]
+        set_physics_state(self.env.sim.model._model, self.env.sim.data._data, physics)
+        for i, g in enumerate(grippers):
+            g.current_action = grip[2 * i : 2 * i + 2].copy()
+        for robot in self.env.robots:  # controllers cache Jacobians and the pose they act relative to
             robot.composite_controller.update_state()
             for part in robot.composite_controller.part_controllers.values():
+                part.update(force=True)
                 part.reset_goal()
         self._raw = self.env._get_observations(force_update=True)
 
@@ -120,6 +148,8 @@ class RobosuiteTask(SimTask):
         # robosuite's placement samplers share env.rng; reseeding it in place makes reset(seed=s) reproducible.
         self.env.rng.bit_generator.state = np.random.default_rng(seed).bit_generator.state
         self._raw = self.env.reset()
+        for g in self._grippers():  # without a hard reset robosuite keeps the last episode's gripper command
+            g.current_action = np.zeros(2)
         return self.observe(), {"success": False}
 
     def step(self, action: np.ndarray):  # type: ignore[override]

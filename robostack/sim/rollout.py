@@ -73,12 +73,20 @@ def run_episode(
     return Episode(data={k: np.stack(v) for k, v in rows.items()}, success=success, seed=seed, tier=tier)
 
 
-def replay_episode(task: SimTask, data: dict[str, np.ndarray]) -> tuple[float, bool]:
+def replay_episode(task: SimTask, data: dict[str, np.ndarray], seed: int = -1) -> tuple[float, bool]:
     """Re-execute recorded actions from the recorded first state; return the largest state deviation seen
-    against the recorded states, and whether the replay reached success where the recording did."""
+    against the recorded states, and whether the replay reached success where the recording did.
+
+    With the episode's seed, the initial state comes from ``reset(seed)`` (compared against the recorded one), so
+    simulator-side state outside MuJoCo's (robosuite's controller goals right after a reset) matches too.
+    """
     states, actions = data["sim_state"], data["action"]
-    task.set_sim_state(states[0])
     worst = 0.0
+    if seed >= 0:
+        task.reset(seed=seed)
+        worst = float(np.max(np.abs(task.get_sim_state() - states[0])))
+    else:
+        task.set_sim_state(states[0])
     success = False
     for t in range(actions.shape[0]):
         _, _, terminated, _, info = task.step(actions[t])
