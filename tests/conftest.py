@@ -18,7 +18,12 @@ ROBOSTACK = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "robo
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_caches(tmp_path_factory: pytest.TempPathFactory) -> None:
     base = tmp_path_factory.mktemp("caches")
-    for var, sub in [("ROS_LOG_DIR", "ros_log"), ("HF_HOME", "hf"), ("MPLCONFIGDIR", "mpl"), ("XDG_CACHE_HOME", "xdg")]:
+    for var, sub in [
+        ("ROS_LOG_DIR", "ros_log"),
+        ("HF_HOME", "hf"),
+        ("MPLCONFIGDIR", "mpl"),
+        ("XDG_CACHE_HOME", "xdg"),
+    ]:
         os.environ.setdefault(var, str(base / sub))
     os.environ["MPLBACKEND"] = "Agg"
     os.environ.setdefault("MUJOCO_GL", "egl")
@@ -28,10 +33,17 @@ def _isolated_caches(tmp_path_factory: pytest.TempPathFactory) -> None:
 def run_cli(*args: str, check: bool = False, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     """Run the real ``robostack`` CLI in a subprocess, as a user would."""
     proc = subprocess.run(
-        [*ROBOSTACK, *map(str, args)], capture_output=True, text=True, timeout=timeout, cwd=REPO, env=os.environ.copy()
+        [*ROBOSTACK, *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+        env=os.environ.copy(),
     )
     if check and proc.returncode != 0:
-        raise AssertionError(f"robostack {' '.join(map(str, args))} failed ({proc.returncode}):\n{proc.stderr}")
+        raise AssertionError(
+            f"robostack {' '.join(map(str, args))} failed ({proc.returncode}):\n{proc.stderr}"
+        )
     return proc
 
 

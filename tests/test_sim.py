@@ -27,10 +27,22 @@ def test_sim_list_shows_every_task_and_its_spec():
 
 def test_unknown_task_and_bad_arguments_are_one_line(tmp_path):
     assert_one_line_error(
-        run_cli("sim", "demos", "--task", "fly", "--episodes", "1", "--out", tmp_path / "x.zarr"), "unknown task 'fly'"
+        run_cli("sim", "demos", "--task", "fly", "--episodes", "1", "--out", tmp_path / "x.zarr"),
+        "unknown task 'fly'",
     )
     assert_one_line_error(
-        run_cli("sim", "demos", "--task", "push", "--episodes", "1", "--quality", "great", "--out", tmp_path / "x.zarr"),
+        run_cli(
+            "sim",
+            "demos",
+            "--task",
+            "push",
+            "--episodes",
+            "1",
+            "--quality",
+            "great",
+            "--out",
+            tmp_path / "x.zarr",
+        ),
         "unknown quality",
     )
     with pytest.raises(RobostackError, match="choose from push, lift, can"):
@@ -78,16 +90,22 @@ def test_quality_tiers_differ():
         q: np.mean([e.success for e in generate_episodes("push", list(range(100, 120)), q)])
         for q in ("expert", "noisy", "random")
     }
-    assert rates["expert"] >= 0.95 and rates["random"] <= 0.2 and rates["noisy"] < 1.0 or rates["noisy"] > rates["random"]
+    assert (rates["expert"] >= 0.95 and rates["random"] <= 0.2 and rates["noisy"] < 1.0) or rates[
+        "noisy"
+    ] > rates["random"]
     mixed = list(generate_episodes("push", list(range(200, 230)), "mixed"))
     assert len({e.tier for e in mixed}) >= 2
 
 
 def test_demos_cli_appends_and_replay_is_exact(tmp_path):
     out = tmp_path / "d.zarr"
-    proc = run_cli("sim", "demos", "--task", "push", "--episodes", "4", "--out", out, "--workers", "2", check=True)
+    proc = run_cli(
+        "sim", "demos", "--task", "push", "--episodes", "4", "--out", out, "--workers", "2", check=True
+    )
     assert "success" in proc.stdout and "env steps/s" in proc.stdout
-    run_cli("sim", "demos", "--task", "push", "--episodes", "3", "--quality", "noisy", "--out", out, check=True)
+    run_cli(
+        "sim", "demos", "--task", "push", "--episodes", "3", "--quality", "noisy", "--out", out, check=True
+    )
     store = EpisodeStore(out)
     assert store.n_episodes == 7
     assert [e.seed for e in store.episodes()] == list(range(7))  # appending continues the seeds
@@ -111,20 +129,26 @@ def test_demos_into_store_of_another_task_is_refused(tmp_path, push_store):
 
 def test_render_push_episode_to_mp4(tmp_path, push_store):
     out = tmp_path / "ep.mp4"
-    proc = run_cli("sim", "render", push_store, "--episode", "1", "--out", out, "--width", "160", "--height", "120")
+    proc = run_cli(
+        "sim", "render", push_store, "--episode", "1", "--out", out, "--width", "160", "--height", "120"
+    )
     assert proc.returncode == 0, proc.stderr
     assert out.stat().st_size > 1000
     import imageio.v3 as iio
 
     frames = iio.imread(out)
-    assert frames.shape[1:] == (120, 160, 3) and frames.shape[0] == EpisodeStore(push_store).episodes()[1].length
+    assert (
+        frames.shape[1:] == (120, 160, 3) and frames.shape[0] == EpisodeStore(push_store).episodes()[1].length
+    )
 
 
 @pytest.mark.robosuite
 @pytest.mark.parametrize(("task", "n"), [("lift", 4), ("can", 2)])
 def test_robosuite_expert_succeeds_and_replays(tmp_path, task, n):
     out = tmp_path / f"{task}.zarr"
-    proc = run_cli("sim", "demos", "--task", task, "--episodes", n, "--out", out, "--workers", "2", check=True)
+    proc = run_cli(
+        "sim", "demos", "--task", task, "--episodes", n, "--out", out, "--workers", "2", check=True
+    )
     store = EpisodeStore(out)
     assert all(e.success for e in store.episodes()), proc.stdout
     assert store.info.features["obs/state"].shape == (9,)

@@ -111,7 +111,10 @@ def test_discarded_episode_leaves_no_trace(tmp_path):
     [
         (lambda ep: ep.pop("action"), "missing key(s) action"),
         (lambda ep: ep.__setitem__("action", np.zeros((10, 4), np.float32)), "per-step shape (4,)"),
-        (lambda ep: ep.__setitem__("obs/image_front", np.zeros((10, 12, 16, 3), np.float32)), "cannot be stored"),
+        (
+            lambda ep: ep.__setitem__("obs/image_front", np.zeros((10, 12, 16, 3), np.float32)),
+            "cannot be stored",
+        ),
         (lambda ep: ep.__setitem__("reward", np.zeros(11, np.float32)), "11 steps"),
         (lambda ep: ep.__setitem__("extra", np.zeros(10)), "not declared"),
     ],

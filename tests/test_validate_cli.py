@@ -70,8 +70,14 @@ def _chunk_file(store, key):
     ("damage", "expected"),
     [
         (lambda s: _set_ends(s, [5, 3]), "not strictly increasing"),
-        (lambda s: shutil.rmtree(s / "data" / "action"), "data/action: declared in the feature specs but missing"),
-        (lambda s: _chunk_file(s, "obs/state").write_bytes(b"\x02\x01garbage"), "data/obs/state: unreadable chunk"),
+        (
+            lambda s: shutil.rmtree(s / "data" / "action"),
+            "data/action: declared in the feature specs but missing",
+        ),
+        (
+            lambda s: _chunk_file(s, "obs/state").write_bytes(b"\x02\x01garbage"),
+            "data/obs/state: unreadable chunk",
+        ),
         (lambda s: _chunk_file(s, "action").unlink(), "data/action: chunk file(s) missing"),
         (
             lambda s: zarr.open_group(str(s), mode="r+").create_array(
@@ -82,7 +88,15 @@ def _chunk_file(store, key):
         (lambda s: (s / "zarr.json").write_text("{not json"), "unreadable zarr metadata"),
         (lambda s: shutil.rmtree(s / "meta" / "episode_ends"), "missing 'meta/episode_ends'"),
     ],
-    ids=["ends-order", "missing-key", "corrupt-chunk", "deleted-chunk", "wrong-dtype", "bad-metadata", "no-ends"],
+    ids=[
+        "ends-order",
+        "missing-key",
+        "corrupt-chunk",
+        "deleted-chunk",
+        "wrong-dtype",
+        "bad-metadata",
+        "no-ends",
+    ],
 )
 def test_damaged_store_gets_one_clear_line_per_problem(store, damage, expected):
     damage(store)

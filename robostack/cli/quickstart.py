@@ -27,7 +27,9 @@ class QuickstartConfig:
 
 
 def add(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("quickstart", help="the main job on built-in defaults (demos -> validate -> summary -> plot)")
+    p = sub.add_parser(
+        "quickstart", help="the main job on built-in defaults (demos -> validate -> summary -> plot)"
+    )
     p.add_argument("--out", default=QuickstartConfig.out)
     p.add_argument("--episodes", type=int, default=QuickstartConfig.episodes)
     p.add_argument("--workers", type=int, default=QuickstartConfig.workers)
@@ -56,7 +58,14 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
 
     _stage(1, f"{cfg.episodes} expert '{cfg.task}' demonstrations -> {store}")
     summary = generate_demos(
-        DemoConfig(task=cfg.task, episodes=cfg.episodes, quality="expert", out=str(store), workers=cfg.workers, seed=cfg.seed)
+        DemoConfig(
+            task=cfg.task,
+            episodes=cfg.episodes,
+            quality="expert",
+            out=str(store),
+            workers=cfg.workers,
+            seed=cfg.seed,
+        )
     )
     print(summary.table())
 
@@ -88,5 +97,7 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
 
 
 def cmd_quickstart(args: argparse.Namespace) -> int:
-    run_quickstart(QuickstartConfig(out=args.out, episodes=args.episodes, workers=args.workers, seed=args.seed))
+    run_quickstart(
+        QuickstartConfig(out=args.out, episodes=args.episodes, workers=args.workers, seed=args.seed)
+    )
     return 0

@@ -26,7 +26,9 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fsync", action="store_true", help="fsync before every commit (power-loss safe)")
     p.set_defaults(func=cmd_demos)
 
-    p = ssub.add_parser("replay", help="re-execute an episode's actions and report the largest state deviation")
+    p = ssub.add_parser(
+        "replay", help="re-execute an episode's actions and report the largest state deviation"
+    )
     p.add_argument("path")
     p.add_argument("--episode", type=int, default=0)
     p.add_argument("--tolerance", type=float, default=1e-9, help="exit 1 when the deviation exceeds this")
@@ -53,8 +55,12 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(f"{s.name:<6} {s.control_rate_hz:g} Hz, max {s.max_steps} steps  {s.description}")
         print(f"       robot:  {s.robot}")
         for k, v in s.obs.items():
-            print(f"       obs/{k:<8} {v.dtype}{list(v.shape)}" + (f"  {', '.join(v.names)}" if v.names else ""))
-        print(f"       action      {s.action.dtype}{list(s.action.shape)} in [-1, 1]  {', '.join(s.action.names or [])}")
+            print(
+                f"       obs/{k:<8} {v.dtype}{list(v.shape)}" + (f"  {', '.join(v.names)}" if v.names else "")
+            )
+        print(
+            f"       action      {s.action.dtype}{list(s.action.shape)} in [-1, 1]  {', '.join(s.action.names or [])}"
+        )
         if s.cameras:
             print(f"       cameras     {', '.join(s.cameras)} (optional, obs/image_<camera>)")
     return 0

@@ -48,7 +48,10 @@ def _open_dp(src: Path) -> zarr.Group:
 
 
 def import_diffusion_policy(
-    src: str | os.PathLike[str], dst: str | os.PathLike[str], control_rate_hz: float = 10.0, progress: bool = True
+    src: str | os.PathLike[str],
+    dst: str | os.PathLike[str],
+    control_rate_hz: float = 10.0,
+    progress: bool = True,
 ) -> int:
     src = Path(src)
     root = _open_dp(src)
@@ -82,7 +85,10 @@ def import_diffusion_policy(
     with EpisodeWriter.create(dst, info) as w:
         for s, e in tqdm(list(zip(starts, ends, strict=True)), desc="import dp", disable=not progress):
             w.add_episode(
-                {_to_store_key(k): v[s:e] for k, v in loaded.items()}, success=True, source="imported", quality="human"
+                {_to_store_key(k): v[s:e] for k, v in loaded.items()},
+                success=True,
+                source="imported",
+                quality="human",
             )
     return int(ends.size)
 
@@ -98,5 +104,7 @@ def export_diffusion_policy(src: str | os.PathLike[str], dst: str | os.PathLike[
         arr = store.read(k)
         rows = max(1, min(arr.shape[0], (2 << 20) // max(1, arr[:1].nbytes)))
         root.create_array(f"data/{_to_dp_key(k)}", data=arr, chunks=(rows, *arr.shape[1:]))
-    root.create_array("meta/episode_ends", data=store.episode_ends.astype(np.int64), chunks=(max(1, store.n_episodes),))
+    root.create_array(
+        "meta/episode_ends", data=store.episode_ends.astype(np.int64), chunks=(max(1, store.n_episodes),)
+    )
     return store.n_episodes

@@ -57,9 +57,11 @@ def format_summary(s: dict[str, Any]) -> str:
         f"tasks            {', '.join(f'{k or chr(34) * 2}: {v}' for k, v in s['tasks'].items()) or '-'}",
     ]
     if s["uncommitted_rows"]:
-        lines.append(f"uncommitted rows {s['uncommitted_rows']} (ignored; 'robostack data validate --repair' drops them)")
+        lines.append(
+            f"uncommitted rows {s['uncommitted_rows']} (ignored; 'robostack data validate --repair' drops them)"
+        )
     lines.append("keys")
     width = max((len(k) for k in s["keys"]), default=0)
     for k, v in s["keys"].items():
-        lines.append(f"  {k:<{width}}  {str(tuple(v['shape'])):<22} {v['dtype']}")
+        lines.append(f"  {k:<{width}}  {tuple(v['shape'])!s:<22} {v['dtype']}")
     return "\n".join(lines)

@@ -13,7 +13,9 @@ from robostack.errors import StoreError
 from robostack.utils.provenance import provenance
 
 
-def merge_stores(inputs: list[str | os.PathLike[str]], out: str | os.PathLike[str], progress: bool = True) -> int:
+def merge_stores(
+    inputs: list[str | os.PathLike[str]], out: str | os.PathLike[str], progress: bool = True
+) -> int:
     """Copy every committed episode of ``inputs`` (in order) into a new store; returns the episode count."""
     if len(inputs) < 1:
         raise StoreError("merge needs at least one input store")
@@ -29,7 +31,9 @@ def merge_stores(inputs: list[str | os.PathLike[str]], out: str | os.PathLike[st
         for k in first.keys:
             a, b = first.info.features[k], s.info.features[k]
             if (a.dtype, a.shape) != (b.dtype, b.shape):
-                raise StoreError(f"{s.path}: key '{k}' is {b.dtype}{b.shape}, {first.path} has {a.dtype}{a.shape}")
+                raise StoreError(
+                    f"{s.path}: key '{k}' is {b.dtype}{b.shape}, {first.path} has {a.dtype}{a.shape}"
+                )
         if s.info.control_rate_hz != first.info.control_rate_hz:
             raise StoreError(
                 f"{s.path}: control rate {s.info.control_rate_hz} Hz differs from {first.info.control_rate_hz} Hz"
@@ -43,7 +47,10 @@ def merge_stores(inputs: list[str | os.PathLike[str]], out: str | os.PathLike[st
         extra={"merged_from": [{"path": str(s.path), "provenance": s.info.provenance} for s in stores]},
     )
     total = sum(s.n_episodes for s in stores)
-    with EpisodeWriter.create(out, info) as w, tqdm(total=total, desc="merge", unit="ep", disable=not progress) as bar:
+    with (
+        EpisodeWriter.create(out, info) as w,
+        tqdm(total=total, desc="merge", unit="ep", disable=not progress) as bar,
+    ):
         for s in stores:
             for ep in s.episodes():
                 data = s.read_episode(ep.index)

@@ -44,7 +44,9 @@ def compute_stats(buffer: EpisodeBuffer, keys: list[str] | None = None) -> dict[
     for k in keys:
         x = np.asarray(buffer.data[k], dtype=np.float64)
         if not np.isfinite(x).all():
-            raise RobostackError(f"key '{k}' holds NaN or Inf values; cannot compute normalisation statistics")
+            raise RobostackError(
+                f"key '{k}' holds NaN or Inf values; cannot compute normalisation statistics"
+            )
         out[k] = KeyStats(min=x.min(0), max=x.max(0), mean=x.mean(0), std=x.std(0), count=int(x.shape[0]))
     return out
 
@@ -77,7 +79,9 @@ class MinMaxNormalizer:
 
     def _get(self, key: str) -> KeyStats:
         if key not in self.stats:
-            raise RobostackError(f"no normalisation statistics for key '{key}'")  # never pass through silently
+            raise RobostackError(
+                f"no normalisation statistics for key '{key}'"
+            )  # never pass through silently
         return self.stats[key]
 
     def normalize(self, key: str, x: np.ndarray) -> np.ndarray:

@@ -150,12 +150,18 @@ def export_robomimic(src: str | os.PathLike[str], dst: str | os.PathLike[str], p
     with h5py.File(tmp, "w") as f:
         data = f.create_group("data")
         total = 0
-        for ep, name in tqdm(list(zip(episodes, names, strict=True)), desc="export robomimic", disable=not progress):
+        for ep, name in tqdm(
+            list(zip(episodes, names, strict=True)), desc="export robomimic", disable=not progress
+        ):
             arrays = store.read_episode(ep.index)
             g = data.create_group(name)
             for k, arr in arrays.items():
                 h5_key = FROM_STORE.get(k, k)
-                out = arr.astype(dtypes[k]) if k in dtypes else (arr.astype(np.int64) if k == "terminated" else arr)
+                out = (
+                    arr.astype(dtypes[k])
+                    if k in dtypes
+                    else (arr.astype(np.int64) if k == "terminated" else arr)
+                )
                 g.create_dataset(h5_key, data=out)
             if "next_obs" not in g and any(k.startswith("obs/") for k in arrays):
                 for k, arr in arrays.items():

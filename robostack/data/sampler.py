@@ -41,7 +41,9 @@ class SequenceSampler:
         self.horizon = horizon
         self.n_obs_steps = n_obs_steps
         self.n_action_steps = n_action_steps
-        self.obs_keys = set(obs_keys if obs_keys is not None else [k for k in buffer.data if k.startswith("obs/")])
+        self.obs_keys = set(
+            obs_keys if obs_keys is not None else [k for k in buffer.data if k.startswith("obs/")]
+        )
         pad_before, pad_after = n_obs_steps - 1, n_action_steps - 1
         starts, ends = buffer.episode_starts, buffer.episode_ends
         keep = np.ones(buffer.n_episodes, bool) if episode_mask is None else np.asarray(episode_mask, bool)

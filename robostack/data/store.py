@@ -28,8 +28,8 @@ from robostack.data.chunks import ChunkAppender
 from robostack.data.fs import DurableLocalStore, WriterLock, atomic_write_bytes, fsync_dir
 from robostack.data.schema import (
     EPISODE_COLUMNS,
-    QUALITIES,
     FORMAT_NAME,
+    QUALITIES,
     SOURCES,
     FeatureSpec,
     StoreInfo,
@@ -45,9 +45,15 @@ ZARR_JSON = "zarr.json"
 def _open_group(path: Path, *, write: bool, fsync: bool = False) -> zarr.Group:
     if not (path / ZARR_JSON).is_file():
         if (path / ".zgroup").is_file():
-            raise StoreError(f"{path}: zarr v2 store; convert it with 'robostack data import --from diffusion-policy'")
+            raise StoreError(
+                f"{path}: zarr v2 store; convert it with 'robostack data import --from diffusion-policy'"
+            )
         raise StoreError(f"{path}: not a zarr store (no zarr.json)")
-    store = DurableLocalStore(path, read_only=not write, fsync=fsync) if write else LocalStore(path, read_only=True)
+    store = (
+        DurableLocalStore(path, read_only=not write, fsync=fsync)
+        if write
+        else LocalStore(path, read_only=True)
+    )
     try:
         return zarr.open_group(store=store, mode="r+" if write else "r")
     except Exception as exc:  # zarr raises many types for a damaged zarr.json
@@ -117,7 +123,9 @@ class EpisodeStore:
         ends_arr = _require_array(self.group, "meta/episode_ends", self.path)
         self.episode_ends = _read(ends_arr, slice(None), "meta/episode_ends").astype(np.int64)
         if self.episode_ends.ndim != 1:
-            raise StoreError(f"{self.path}: meta/episode_ends must be 1-D, has shape {self.episode_ends.shape}")
+            raise StoreError(
+                f"{self.path}: meta/episode_ends must be 1-D, has shape {self.episode_ends.shape}"
+            )
         attrs = dict(self.group.attrs)
         self.is_robostack = attrs.get("format") == FORMAT_NAME
         self.info = StoreInfo.from_attrs(attrs) if self.is_robostack else self._infer_info()
@@ -186,7 +194,9 @@ class EpisodeStore:
                     source=SOURCES[int(src[i])] if int(src[i]) < len(SOURCES) else "unknown",
                     task=tasks[int(task[i])] if 0 <= int(task[i]) < len(tasks) else "",
                     seed=int(seed[i]),
-                    quality=QUALITIES[int(quality[i])] if 0 <= int(quality[i]) < len(QUALITIES) else "unknown",
+                    quality=QUALITIES[int(quality[i])]
+                    if 0 <= int(quality[i]) < len(QUALITIES)
+                    else "unknown",
                 )
             )
         return out
@@ -228,7 +238,9 @@ class EpisodeWriter:
             self.group = _open_group(self.path, write=True, fsync=fsync)
             attrs = dict(self.group.attrs)
             if attrs.get("format") != FORMAT_NAME:
-                raise StoreError(f"{self.path}: not a robostack store (import it with 'robostack data import')")
+                raise StoreError(
+                    f"{self.path}: not a robostack store (import it with 'robostack data import')"
+                )
             self.info = StoreInfo.from_attrs(attrs)
             self._ends_arr = _require_array(self.group, "meta/episode_ends", self.path)
             self._ends = np.asarray(self._ends_arr[:], dtype=np.int64)
@@ -236,7 +248,8 @@ class EpisodeWriter:
             self._table_arr = _require_array(self.group, "meta/episodes", self.path)
             self._drop_uncommitted_tail()
             self._appenders = {
-                k: ChunkAppender(a, self.path / "data" / k, self.n_steps, fsync=fsync) for k, a in self._arrays.items()
+                k: ChunkAppender(a, self.path / "data" / k, self.n_steps, fsync=fsync)
+                for k, a in self._arrays.items()
             }
         except BaseException:
             self._lock.release()
@@ -296,7 +309,11 @@ class EpisodeWriter:
                 fill_value=0,
                 compressors=None,
                 serializer=BytesCodec(endian="little"),
-                attributes={"columns": list(EPISODE_COLUMNS), "sources": list(SOURCES), "qualities": list(QUALITIES)},
+                attributes={
+                    "columns": list(EPISODE_COLUMNS),
+                    "sources": list(SOURCES),
+                    "qualities": list(QUALITIES),
+                },
             )
         return cls(path, fsync=fsync)
 
@@ -341,7 +358,9 @@ class EpisodeWriter:
         length = check_episode_arrays(arrays, self.info.features)
         start = self.n_steps
         self._write_rows(arrays, start)
-        return self._commit(start + length, success=success, source=source, task=task, seed=seed, quality=quality)
+        return self._commit(
+            start + length, success=success, source=source, task=task, seed=seed, quality=quality
+        )
 
     def begin_episode(self) -> None:
         if self._stream is not None:
@@ -378,7 +397,13 @@ class EpisodeWriter:
             v.clear()  # written rows no longer needed in RAM
 
     def end_episode(
-        self, *, success: bool = False, source: str = "sim", task: str = "", seed: int = -1, quality: str = "unknown"
+        self,
+        *,
+        success: bool = False,
+        source: str = "sim",
+        task: str = "",
+        seed: int = -1,
+        quality: str = "unknown",
     ) -> int:
         if self._stream is None:
             raise StoreError("end_episode without begin_episode")
@@ -482,5 +507,3 @@ def _remove_store_contents(path: Path) -> None:
             shutil.rmtree(child)
         else:
             child.unlink()
-
-

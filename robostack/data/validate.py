@@ -65,27 +65,35 @@ def validate_store(path: str | os.PathLike[str], *, read_chunks: bool = True) ->
             if str(arr.dtype) != spec.dtype:
                 out.append(Finding("error", f"data/{key}: dtype {arr.dtype}, the spec says {spec.dtype}"))
             if tuple(arr.shape[1:]) != spec.shape:
-                out.append(Finding("error", f"data/{key}: per-step shape {tuple(arr.shape[1:])}, spec {spec.shape}"))
+                out.append(
+                    Finding("error", f"data/{key}: per-step shape {tuple(arr.shape[1:])}, spec {spec.shape}")
+                )
         for key in present:
             if key not in store.info.features:
                 out.append(Finding("error", f"data/{key}: not declared in the feature specs"))
         try:
             table = store.group["meta/episodes"]
             if table.shape[0] < store.n_episodes or table.shape[1:] != (len(EPISODE_COLUMNS),):
-                out.append(Finding("error", f"meta/episodes has shape {table.shape} for {store.n_episodes} episodes"))
+                out.append(
+                    Finding("error", f"meta/episodes has shape {table.shape} for {store.n_episodes} episodes")
+                )
         except KeyError:
             out.append(Finding("error", "meta/episodes is missing"))
     tail = 0
     for key in present:
         arr = store.group["data/" + key]
         if arr.shape[0] < n_steps:
-            out.append(Finding("error", f"data/{key}: {arr.shape[0]} rows, committed episodes need {n_steps}"))
+            out.append(
+                Finding("error", f"data/{key}: {arr.shape[0]} rows, committed episodes need {n_steps}")
+            )
             continue
         tail = max(tail, arr.shape[0] - n_steps)
         if store.is_robostack:
             missing = _chunk_files_present(arr, path / "data" / key, n_steps)
             if missing:
-                out.append(Finding("error", f"data/{key}: chunk file(s) missing for time chunk(s) {missing[:5]}"))
+                out.append(
+                    Finding("error", f"data/{key}: chunk file(s) missing for time chunk(s) {missing[:5]}")
+                )
                 continue
         if read_chunks and n_steps:
             step = int(arr.chunks[0])
@@ -94,13 +102,19 @@ def validate_store(path: str | os.PathLike[str], *, read_chunks: bool = True) ->
                     arr[start : min(n_steps, start + step * 64)]
                 except Exception as exc:
                     out.append(
-                        Finding("error", f"data/{key}: unreadable chunk near row {start} ({type(exc).__name__}: {exc})")
+                        Finding(
+                            "error",
+                            f"data/{key}: unreadable chunk near row {start} ({type(exc).__name__}: {exc})",
+                        )
                     )
                     break
     if tail:
         out.append(
-            Finding("note", f"{tail} uncommitted row(s) past the last episode (interrupted or active writer); "
-                    "readers ignore them, --repair drops them")
+            Finding(
+                "note",
+                f"{tail} uncommitted row(s) past the last episode (interrupted or active writer); "
+                "readers ignore them, --repair drops them",
+            )
         )
     partial = list_partial_files(path)
     if partial:

@@ -85,7 +85,9 @@ def _open_or_create(cfg: DemoConfig, kwargs: dict) -> tuple[EpisodeWriter, int]:
             diff = sorted(set(existing.info.features) ^ set(feats)) or [
                 k for k in feats if existing.info.features.get(k) != feats[k]
             ]
-            raise StoreError(f"{out}: holds different features than task '{cfg.task}' records ({', '.join(diff)})")
+            raise StoreError(
+                f"{out}: holds different features than task '{cfg.task}' records ({', '.join(diff)})"
+            )
         if existing.info.control_rate_hz != spec.control_rate_hz:
             raise StoreError(
                 f"{out}: control rate {existing.info.control_rate_hz} Hz, task '{cfg.task}' runs at "
@@ -132,4 +134,6 @@ def generate_demos(cfg: DemoConfig, progress: bool = True) -> DemoSummary:
         (tier, len(v), float(np.mean([s for s, _ in v])), float(np.mean([n for _, n in v])))
         for tier, v in sorted(stats.items())
     ]
-    return DemoSummary(rows=rows, steps=steps, seconds=seconds, store_episodes=EpisodeStore(cfg.out).n_episodes)
+    return DemoSummary(
+        rows=rows, steps=steps, seconds=seconds, store_episodes=EpisodeStore(cfg.out).n_episodes
+    )

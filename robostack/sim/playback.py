@@ -18,9 +18,13 @@ from robostack.sim.rollout import replay_episode
 def _task_for(store: EpisodeStore, index: int) -> str:
     ep = store.episodes()[index]
     if ep.task not in task_names():
-        raise StoreError(f"episode {index} was recorded on task '{ep.task}', which is not a robostack sim task")
+        raise StoreError(
+            f"episode {index} was recorded on task '{ep.task}', which is not a robostack sim task"
+        )
     if "sim_state" not in store.keys:
-        raise StoreError(f"{store.path}: no 'sim_state' key; only simulated episodes can be replayed or rendered")
+        raise StoreError(
+            f"{store.path}: no 'sim_state' key; only simulated episodes can be replayed or rendered"
+        )
     return ep.task
 
 
@@ -94,7 +98,9 @@ def render(
     except RobostackError:
         raise
     except Exception as exc:
-        raise RobostackError(f"offscreen rendering failed ({type(exc).__name__}: {exc}); is EGL available?") from None
+        raise RobostackError(
+            f"offscreen rendering failed ({type(exc).__name__}: {exc}); is EGL available?"
+        ) from None
     finally:
         task.close()
     return int(np.asarray(states).shape[0])

@@ -31,7 +31,10 @@ SPEC = TaskSpec(
             "float32", (4,), names=["pusher_x", "pusher_y", "pusher_vx", "pusher_vy"], units="m, m/s"
         ),
         "object": FeatureSpec(
-            "float32", (6,), names=["block_x", "block_y", "block_cos", "block_sin", "goal_x", "goal_y"], units="m"
+            "float32",
+            (6,),
+            names=["block_x", "block_y", "block_cos", "block_sin", "goal_x", "goal_y"],
+            units="m",
         ),
     },
     action=FeatureSpec("float32", (2,), names=["vx_cmd", "vy_cmd"], units=f"x{MAX_SPEED} m/s"),

@@ -15,7 +15,9 @@ MIXED_WEIGHTS = {"expert": 0.4, "noisy": 0.4, "random": 0.2}
 class NoisyExpert(Expert):
     """The expert with Gaussian action noise and occasional detours (a held random action for a few steps)."""
 
-    def __init__(self, expert: Expert, rng: np.random.Generator, noise: float = 0.3, detour_p: float = 0.03) -> None:
+    def __init__(
+        self, expert: Expert, rng: np.random.Generator, noise: float = 0.3, detour_p: float = 0.03
+    ) -> None:
         self.expert = expert
         self.rng = rng
         self.noise = noise
@@ -39,7 +41,9 @@ class NoisyExpert(Expert):
 class RandomActor(Expert):
     """Temporally correlated random actions (an Ornstein-Uhlenbeck walk): exploratory, rarely successful."""
 
-    def __init__(self, action_dim: int, rng: np.random.Generator, theta: float = 0.15, sigma: float = 0.3) -> None:
+    def __init__(
+        self, action_dim: int, rng: np.random.Generator, theta: float = 0.15, sigma: float = 0.3
+    ) -> None:
         self.rng = rng
         self.x = np.zeros(action_dim)
         self.theta = theta

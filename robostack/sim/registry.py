@@ -12,7 +12,9 @@ _FACTORIES: dict[str, Callable[..., SimTask]] = {}
 _SPECS: dict[str, Callable[[], TaskSpec]] = {}
 
 
-def register(name: str, spec: Callable[[], TaskSpec]) -> Callable[[Callable[..., SimTask]], Callable[..., SimTask]]:
+def register(
+    name: str, spec: Callable[[], TaskSpec]
+) -> Callable[[Callable[..., SimTask]], Callable[..., SimTask]]:
     def deco(factory: Callable[..., SimTask]) -> Callable[..., SimTask]:
         _FACTORIES[name] = factory
         _SPECS[name] = spec

@@ -47,10 +47,19 @@ def _spec(name: str, env_name: str, object_dim: int, max_steps: int, description
 
 
 SPECS = {
-    "lift": ("Lift", _spec("lift", "Lift", 10, 200, "Lift the cube above the table (robosuite Lift, Panda).")),
+    "lift": (
+        "Lift",
+        _spec("lift", "Lift", 10, 200, "Lift the cube above the table (robosuite Lift, Panda)."),
+    ),
     "can": (
         "PickPlaceCan",
-        _spec("can", "PickPlaceCan", 14, 400, "Pick the can and place it in its bin (robosuite PickPlaceCan, Panda)."),
+        _spec(
+            "can",
+            "PickPlaceCan",
+            14,
+            400,
+            "Pick the can and place it in its bin (robosuite PickPlaceCan, Panda).",
+        ),
     ),
 }
 
@@ -59,7 +68,11 @@ def _make_env(env_name: str, max_steps: int, cameras: tuple[str, ...], image_siz
     os.environ.setdefault("MUJOCO_GL", "egl")
     # robosuite warns about optional extras on import and about controller parts on every reset: keep the
     # console for what matters (its errors still reach stderr).
-    with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+    with (
+        warnings.catch_warnings(),
+        contextlib.redirect_stderr(io.StringIO()),
+        contextlib.redirect_stdout(io.StringIO()),
+    ):
         warnings.simplefilter("ignore")
         import robosuite
         from robosuite.controllers import load_composite_controller_config
@@ -101,7 +114,9 @@ class RobosuiteTask(SimTask):
         env_name, spec = SPECS[name]
         for cam in cameras:
             if cam not in spec.cameras:
-                raise RobostackError(f"task {name} has no camera '{cam}' (choose from {', '.join(spec.cameras)})")
+                raise RobostackError(
+                    f"task {name} has no camera '{cam}' (choose from {', '.join(spec.cameras)})"
+                )
         obs = dict(spec.obs)
         for cam in cameras:
             obs[f"image_{cam}"] = FeatureSpec("uint8", (image_size, image_size, 3), units="RGB")
@@ -111,7 +126,9 @@ class RobosuiteTask(SimTask):
         self._raw: dict[str, np.ndarray] = {}
         self.observation_space = spaces.Dict(
             {
-                k: spaces.Box(0, 255, v.shape, np.uint8) if v.dtype == "uint8" else spaces.Box(-np.inf, np.inf, v.shape)
+                k: spaces.Box(0, 255, v.shape, np.uint8)
+                if v.dtype == "uint8"
+                else spaces.Box(-np.inf, np.inf, v.shape)
                 for k, v in obs.items()
             }
         )
@@ -163,13 +180,15 @@ class RobosuiteTask(SimTask):
     def observe(self) -> dict[str, np.ndarray]:
         r = self._raw
         out = {
-            "state": np.concatenate([r["robot0_eef_pos"], r["robot0_eef_quat"], r["robot0_gripper_qpos"]]).astype(
-                np.float32
-            ),
+            "state": np.concatenate(
+                [r["robot0_eef_pos"], r["robot0_eef_quat"], r["robot0_gripper_qpos"]]
+            ).astype(np.float32),
             "object": np.asarray(r["object-state"], np.float32),
         }
         for cam in self.cameras:
-            out[f"image_{cam}"] = np.ascontiguousarray(r[f"{cam}_image"][::-1])  # robosuite renders upside down
+            out[f"image_{cam}"] = np.ascontiguousarray(
+                r[f"{cam}_image"][::-1]
+            )  # robosuite renders upside down
         return out
 
     def is_success(self) -> bool:
@@ -202,6 +221,10 @@ class RobosuiteTask(SimTask):
         self.env.close()
 
 
+def _up(z: float) -> np.ndarray:
+    return np.array([0.0, 0.0, z])
+
+
 class _OSCExpert(Expert):
     """Waypoint follower in OSC delta space: position and orientation errors, scaled and clipped to [-1, 1]."""
 
@@ -216,7 +239,9 @@ class _OSCExpert(Expert):
         self.hover = float(rng.uniform(0.06, 0.1))
         self.gain = float(rng.uniform(8.0, 12.0))
 
-    def _move(self, obs: dict[str, np.ndarray], target: np.ndarray, grip: float, yaw: float = 0.0) -> np.ndarray:
+    def _move(
+        self, obs: dict[str, np.ndarray], target: np.ndarray, grip: float, yaw: float = 0.0
+    ) -> np.ndarray:
         eef = obs["state"][:3].astype(np.float64)
         dpos = np.clip((target - eef) * self.gain, -1.0, 1.0)
         R_des = Rotation.from_euler("z", yaw) * self.R_down
@@ -242,15 +267,15 @@ class LiftExpert(_OSCExpert):
         cube = self.task.object_position()
         eef = obs["state"][:3].astype(np.float64)
         if self.phase == 0:  # above the cube, aligned with its faces
-            target = cube + [0, 0, self.hover]
+            target = cube + _up(self.hover)
             a = self._move(obs, target, -1.0, self.yaw)
             self._advance(np.linalg.norm(target - eef) < 0.01 or self.t_phase > 60)
         elif self.phase == 1:  # down to grasp height
-            target = cube + [0, 0, -0.005]
+            target = cube + _up(-0.005)
             a = self._move(obs, target, -1.0, self.yaw)
             self._advance(np.linalg.norm(target - eef) < 0.008 or self.t_phase > 40)
         elif self.phase == 2:  # close
-            a = self._move(obs, cube + [0, 0, -0.005], 1.0, self.yaw)
+            a = self._move(obs, cube + _up(-0.005), 1.0, self.yaw)
             self._advance(self.t_phase >= 8)
         else:  # lift
             a = self._move(obs, np.array([eef[0], eef[1], cube[2] + 0.2]), 1.0, self.yaw)
@@ -268,11 +293,11 @@ class CanExpert(_OSCExpert):
         can = self.task.object_position()
         eef = obs["state"][:3].astype(np.float64)
         if self.phase == 0:  # above the can
-            target = can + [0, 0, self.hover]
+            target = can + _up(self.hover)
             a = self._move(obs, target, -1.0)
             self._advance(np.linalg.norm(target - eef) < 0.012 or self.t_phase > 60)
         elif self.phase == 1:  # down around it
-            target = can + [0, 0, 0.0]
+            target = can + _up(0.0)
             a = self._move(obs, target, -1.0)
             self._advance(np.linalg.norm(target - eef) < 0.01 or self.t_phase > 40)
         elif self.phase == 2:  # grasp

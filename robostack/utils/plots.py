@@ -8,10 +8,10 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from robostack.data.buffer import EpisodeBuffer  # noqa: E402
+from robostack.data.buffer import EpisodeBuffer
 
 
 def plot_push_trajectories(buffer: EpisodeBuffer, out: str | os.PathLike[str], max_world: int = 12) -> Path:
@@ -35,7 +35,11 @@ def plot_push_trajectories(buffer: EpisodeBuffer, out: str | os.PathLike[str], m
         rel = (pusher - block[0]) @ rot.T / max(np.linalg.norm(d), 1e-6)
         side = np.sign(np.mean(rel[: max(2, len(rel) // 3), 1])) or 1.0
         ax1.plot(rel[:, 0], rel[:, 1], "-", color="tab:blue" if side > 0 else "tab:orange", lw=0.7, alpha=0.5)
-    ax0.set(title=f"push demonstrations (first {min(max_world, buffer.n_episodes)})", xlabel="x [m]", ylabel="y [m]")
+    ax0.set(
+        title=f"push demonstrations (first {min(max_world, buffer.n_episodes)})",
+        xlabel="x [m]",
+        ylabel="y [m]",
+    )
     ax0.set_aspect("equal")
     ax0.set_xlim(-0.28, 0.28)
     ax0.set_ylim(-0.28, 0.28)
