@@ -92,7 +92,7 @@ def bench_windows(store_path: Path, tmp: Path) -> dict[str, float]:
     def zarr_direct() -> int:  # random windows read straight from the on-disk zarr store
         i = int(rng.integers(0, len(sampler)))
         rows = sampler.rows(np.array([i]))[0]
-        for k, a in arrays.items():
+        for a in arrays.values():
             a[int(rows[0]) : int(rows[-1]) + 1]
         return 1
 
@@ -110,9 +110,14 @@ def bench_lerobot(buf, tmp: Path, rng: np.random.Generator, n_windows: int) -> d
         print(f"lerobot unavailable ({exc}); skipping the comparison")
         return {}
     fps = 20
-    names = {"observation.state": "obs/state", "observation.environment_state": "obs/object", "action": "action"}
+    names = {
+        "observation.state": "obs/state",
+        "observation.environment_state": "obs/object",
+        "action": "action",
+    }
     features = {
-        k: {"dtype": "float32", "shape": tuple(buf.data[v].shape[1:]), "names": None} for k, v in names.items()
+        k: {"dtype": "float32", "shape": tuple(buf.data[v].shape[1:]), "names": None}
+        for k, v in names.items()
     }
     root = tmp / "lerobot"
     t0 = time.perf_counter()
@@ -217,7 +222,9 @@ def main() -> None:
         from robostack.sim.demos import DemoConfig, generate_demos
 
         store = tmp / "push.zarr"
-        generate_demos(DemoConfig(task="push", episodes=args.episodes, out=str(store), seed=0), progress=False)
+        generate_demos(
+            DemoConfig(task="push", episodes=args.episodes, out=str(store), seed=0), progress=False
+        )
         print("training windows...", flush=True)
         win = bench_windows(store, tmp)
         print("two 640x480 cameras...", flush=True)

@@ -35,7 +35,12 @@ def main() -> int:
         seeds = list(range(suite.get("seed", 0), suite.get("seed", 0) + cfg["episodes"]))
         t0 = time.perf_counter()
         eps = list(
-            tqdm(generate_episodes(task, seeds, args.quality, args.workers), total=len(seeds), desc=task, leave=False)
+            tqdm(
+                generate_episodes(task, seeds, args.quality, args.workers),
+                total=len(seeds),
+                desc=task,
+                leave=False,
+            )
         )
         secs = time.perf_counter() - t0
         rate = float(np.mean([e.success for e in eps]))
@@ -43,10 +48,22 @@ def main() -> int:
         passed = rate >= cfg["min_success"]
         ok &= passed
         rows.append(
-            (task, len(eps), f"{100 * rate:.1f}%", f">= {100 * cfg['min_success']:.0f}%", "pass" if passed else "FAIL",
-             f"{np.mean([e.length for e in eps]):.1f}", f"{steps / secs:,.0f}")
+            (
+                task,
+                len(eps),
+                f"{100 * rate:.1f}%",
+                f">= {100 * cfg['min_success']:.0f}%",
+                "pass" if passed else "FAIL",
+                f"{np.mean([e.length for e in eps]):.1f}",
+                f"{steps / secs:,.0f}",
+            )
         )
-        result["tasks"][task] = {"episodes": len(eps), "success": rate, "bar": cfg["min_success"], "steps_s": steps / secs}
+        result["tasks"][task] = {
+            "episodes": len(eps),
+            "success": rate,
+            "bar": cfg["min_success"],
+            "steps_s": steps / secs,
+        }
     headers = ["task", "episodes", "success", "bar", "", "mean length", "env steps/s"]
     print(format_table(headers, rows))
     out = Path(args.out)

@@ -6,6 +6,6 @@ import os
 if "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY"):
     os.environ["MUJOCO_GL"] = "egl"
 
-from robostack.sim.registry import make_task, task_names, task_spec  # noqa: E402
+from robostack.sim.registry import make_task, task_names, task_spec
 
 __all__ = ["make_task", "task_names", "task_spec"]
