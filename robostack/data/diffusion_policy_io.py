@@ -83,7 +83,9 @@ def import_diffusion_policy(
     except Exception as exc:
         raise StoreError(f"{src}: unreadable chunk ({type(exc).__name__}: {exc})") from None
     with EpisodeWriter.create(dst, info) as w:
-        for s, e in tqdm(list(zip(starts, ends, strict=True)), desc="import dp", disable=not progress):
+        for s, e in tqdm(
+            list(zip(starts, ends, strict=True)), desc="import dp", disable=None if progress else True
+        ):
             w.add_episode(
                 {_to_store_key(k): v[s:e] for k, v in loaded.items()},
                 success=True,

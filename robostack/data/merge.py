@@ -49,7 +49,7 @@ def merge_stores(
     total = sum(s.n_episodes for s in stores)
     with (
         EpisodeWriter.create(out, info) as w,
-        tqdm(total=total, desc="merge", unit="ep", disable=not progress) as bar,
+        tqdm(total=total, desc="merge", unit="ep", disable=None if progress else True) as bar,
     ):
         for s in stores:
             for ep in s.episodes():

@@ -99,7 +99,7 @@ def import_robomimic(src: str | os.PathLike[str], dst: str | os.PathLike[str], p
         )
         task = str(env_args.get("env_name", "robomimic"))
         with EpisodeWriter.create(dst, info) as w:
-            for name in tqdm(demos, desc="import robomimic", unit="demo", disable=not progress):
+            for name in tqdm(demos, desc="import robomimic", unit="demo", disable=None if progress else True):
                 flat = _flatten(f["data"][name])
                 missing = sorted(set(first) - set(flat))
                 if missing:
@@ -151,7 +151,9 @@ def export_robomimic(src: str | os.PathLike[str], dst: str | os.PathLike[str], p
         data = f.create_group("data")
         total = 0
         for ep, name in tqdm(
-            list(zip(episodes, names, strict=True)), desc="export robomimic", disable=not progress
+            list(zip(episodes, names, strict=True)),
+            desc="export robomimic",
+            disable=None if progress else True,
         ):
             arrays = store.read_episode(ep.index)
             g = data.create_group(name)

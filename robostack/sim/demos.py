@@ -116,7 +116,13 @@ def generate_demos(cfg: DemoConfig, progress: bool = True) -> DemoSummary:
     steps = 0
     t0 = time.perf_counter()
     try:
-        bar = tqdm(total=cfg.episodes, desc=f"{cfg.task} demos", unit="ep", disable=not progress, leave=False)
+        bar = tqdm(
+            total=cfg.episodes,
+            desc=f"{cfg.task} demos",
+            unit="ep",
+            disable=None if progress else True,
+            leave=False,
+        )
         for ep in generate_episodes(cfg.task, seeds, cfg.quality, cfg.workers, kwargs):
             writer.add_episode(
                 ep.data, success=ep.success, source="sim", task=cfg.task, seed=ep.seed, quality=ep.tier

@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 from robostack.data.store import EpisodeStore
 from robostack.errors import RobostackError, StoreError
-from robostack.sim.registry import make_task, task_names
+from robostack.sim.registry import make_task, task_names, task_spec
 from robostack.sim.rollout import replay_episode
 
 
@@ -82,7 +82,13 @@ def render(
         raise StoreError(f"{path}: episode {episode} out of range (store has {store.n_episodes})")
     task_name = _task_for(store, episode)
     states = store.read_episode(episode, ["sim_state"])["sim_state"]
-    task = make_task(task_name)
+    spec = task_spec(task_name)
+    camera = camera or (spec.cameras[0] if spec.cameras else None)
+    if camera is not None and spec.cameras and camera not in spec.cameras:
+        raise RobostackError(
+            f"task {task_name} has no camera '{camera}' (choose from {', '.join(spec.cameras)})"
+        )
+    task = make_task(task_name, cameras=(camera,)) if camera else make_task(task_name)
     fps = store.info.control_rate_hz or 20.0
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -90,7 +96,9 @@ def render(
         task.reset(seed=0)
         writer = imageio.get_writer(out, fps=fps, codec="libx264", quality=7, macro_block_size=8)
         try:
-            for s in tqdm(states, desc="render", unit="frame", disable=not progress, leave=False):
+            for s in tqdm(
+                states, desc="render", unit="frame", disable=None if progress else True, leave=False
+            ):
                 task.set_sim_state(s)
                 writer.append_data(task.render_frame(camera, width, height))
         finally:
