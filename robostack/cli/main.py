@@ -19,13 +19,14 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from robostack.cli import data_cmd, quickstart, sim_cmd
+    from robostack.cli import data_cmd, quickstart, sim_cmd, train_cmd
 
     p = _Parser(prog="robostack", description="Robot policy training and deployment stack.")
     p.add_argument("--version", action="version", version=f"robostack {_version()}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     data_cmd.add(sub)
     sim_cmd.add(sub)
+    train_cmd.add(sub)
     quickstart.add(sub)
     return p
 
@@ -39,7 +40,12 @@ def _version() -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("MUJOCO_GL", "egl")
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        bad = [a for a in extra if not (a.startswith("--") and "=" in a)]
+        if bad or not getattr(args, "accepts_overrides", False):
+            parser.error(f"unrecognized arguments: {' '.join(bad or extra)}")
+        args.overrides = extra
     try:
         return int(args.func(args) or 0)
     except RobostackError as exc:

@@ -57,3 +57,34 @@ def plot_push_trajectories(buffer: EpisodeBuffer, out: str | os.PathLike[str], m
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
+
+
+def plot_training_curve(metrics_jsonl: str | os.PathLike[str], out: str | os.PathLike[str]) -> Path | None:
+    """Training (and validation) loss per step; evaluation success on a second axis when there is any."""
+    import json
+
+    path = Path(metrics_jsonl)
+    if not path.is_file():
+        return None
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    loss = [(r["step"], r["loss"]) for r in records if "loss" in r]
+    val = [(r["step"], r["val_loss"]) for r in records if "val_loss" in r]
+    succ = [(r["step"], r["success_rate"]) for r in records if "success_rate" in r]
+    if not loss:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(*zip(*loss, strict=True), label="train loss", lw=1)
+    if val:
+        ax.plot(*zip(*val, strict=True), label="validation loss", lw=1.5)
+    ax.set(xlabel="step", ylabel="loss", yscale="log", title="training curve")
+    if succ:
+        ax2 = ax.twinx()
+        ax2.plot(*zip(*succ, strict=True), "o-", color="tab:green", label="eval success")
+        ax2.set(ylabel="success rate", ylim=(-0.02, 1.02))
+        ax2.legend(loc="upper center")
+    ax.legend(loc="upper right")
+    fig.tight_layout()
+    out = Path(out)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out

@@ -37,6 +37,7 @@ def episode(i: int) -> dict[str, np.ndarray]:
 
 def main(path: str) -> None:
     w = EpisodeWriter.open(path)
+    print("ready", flush=True)  # the test times most kills from here, so they land mid-write
     i = w.n_episodes
     while True:
         ep = episode(i)

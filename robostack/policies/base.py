@@ -1,0 +1,177 @@
+"""The inference contract every policy family follows, and the spec each policy carries with it.
+
+Timing, with T_o = n_obs_steps, T_a = n_action_steps, T_p = horizon (T_o=2, T_a=8, T_p=16 by default)::
+
+    observations     o(t-1) o(t)
+    predicted chunk  a(t-1) a(t) a(t+1) ... a(t+14)          T_p actions
+    executed               a(t) ... a(t+7)                   pred[:, T_o-1 : T_o-1+T_a]
+
+``predict_chunk(obs)`` maps raw (un-normalised) observation histories (B, T_o, ...) to the executed chunk
+(B, T_a, Da) in raw action units, clipped to the action bounds. ``select_action(obs)`` is the stateful wrapper a
+control loop calls once per step: it owns the observation history and the action queue.
+"""
+
+from __future__ import annotations
+
+import collections
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from robostack.data.schema import FeatureSpec
+from robostack.errors import RobostackError, SpecError
+
+
+@dataclass
+class PolicyConfig:
+    """Fields every policy family shares (names follow Diffusion Policy)."""
+
+    type: str = ""
+    """Registry name: diffusion | flow | gaussian (set by each family)."""
+    horizon: int = 16
+    """T_p: predicted actions per chunk."""
+    n_obs_steps: int = 2
+    """T_o: observation frames the policy conditions on."""
+    n_action_steps: int = 8
+    """T_a: actions executed per chunk before re-planning."""
+    obs_keys: list[str] = field(default_factory=list)
+    """Store keys the policy observes (``obs/...``); empty = every ``obs/`` key of the training data."""
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.n_obs_steps <= self.horizon:
+            raise RobostackError(f"need 1 <= n_obs_steps ({self.n_obs_steps}) <= horizon ({self.horizon})")
+        if not 1 <= self.n_action_steps <= self.horizon - self.n_obs_steps + 1:
+            raise RobostackError(
+                f"n_action_steps ({self.n_action_steps}) must be in [1, horizon - n_obs_steps + 1 = "
+                f"{self.horizon - self.n_obs_steps + 1}]"
+            )
+
+
+@dataclass
+class PolicySpec:
+    """What a policy consumes and produces; saved with it and checked against every caller."""
+
+    obs: dict[str, FeatureSpec]
+    action: FeatureSpec
+    action_low: list[float]
+    action_high: list[float]
+    control_rate_hz: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "obs": {k: v.to_json() for k, v in self.obs.items()},
+            "action": self.action.to_json(),
+            "action_low": list(self.action_low),
+            "action_high": list(self.action_high),
+            "control_rate_hz": self.control_rate_hz,
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> PolicySpec:
+        return cls(
+            obs={k: FeatureSpec.from_json(v) for k, v in d["obs"].items()},
+            action=FeatureSpec.from_json(d["action"]),
+            action_low=list(d["action_low"]),
+            action_high=list(d["action_high"]),
+            control_rate_hz=float(d["control_rate_hz"]),
+        )
+
+    @property
+    def image_keys(self) -> dict[str, int]:
+        return {k: v.shape[0] for k, v in self.obs.items() if v.dtype == "uint8" and len(v.shape) == 3}
+
+    @property
+    def lowdim_keys(self) -> list[str]:
+        return [k for k in self.obs if k not in self.image_keys]
+
+
+class Policy(nn.Module, ABC):
+    """Base class: spec checks, the history/queue wrapper, and the interface the trainer and evaluator use."""
+
+    config: PolicyConfig
+
+    def __init__(self, config: PolicyConfig, spec: PolicySpec) -> None:
+        super().__init__()
+        self.config = config
+        self.spec = spec
+        self.register_buffer("action_low", torch.tensor(spec.action_low, dtype=torch.float32))
+        self.register_buffer("action_high", torch.tensor(spec.action_high, dtype=torch.float32))
+        self._obs_history: collections.deque[dict[str, np.ndarray]] = collections.deque(
+            maxlen=config.n_obs_steps
+        )
+        self._queue: collections.deque[np.ndarray] = collections.deque()
+
+    @property
+    def normalizer(self) -> nn.Module:
+        """The statistics live once, inside the observation encoder (shared tensors break safetensors)."""
+        return self.encoder.normalizer  # type: ignore[attr-defined]
+
+    # ------------------------------------------------------------------ training
+    def window_horizon(self) -> int:
+        """Length of the training windows this policy needs (actions per window)."""
+        return self.config.horizon
+
+    @abstractmethod
+    def compute_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        """Loss on a batch of windows: obs keys (B, T_o, ...), ``action`` (B, T_p, Da), raw units."""
+
+    # ------------------------------------------------------------------ inference
+    @abstractmethod
+    def predict_chunk(
+        self,
+        obs: dict[str, torch.Tensor],
+        noise: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Raw obs histories (B, T_o, ...) -> executed actions (B, T_a, Da), raw units, within the bounds."""
+
+    def check_obs(self, obs: dict[str, Any], batched: bool) -> None:
+        """Keys, shapes and finiteness against the spec; errors name the offending key."""
+        for k, spec in self.spec.obs.items():
+            if k not in obs:
+                raise SpecError(f"observation is missing key '{k}' (policy needs {', '.join(self.spec.obs)})")
+            shape = tuple(obs[k].shape)
+            want = spec.shape
+            got = shape[2:] if batched else shape
+            if got != want:
+                raise SpecError(f"observation '{k}' has per-step shape {got}, the policy expects {want}")
+            arr = obs[k]
+            finite = torch.isfinite(arr).all() if isinstance(arr, torch.Tensor) else np.isfinite(arr).all()
+            if spec.dtype != "uint8" and not bool(finite):
+                raise SpecError(f"observation '{k}' holds NaN or Inf")
+
+    def clip_actions(self, actions: torch.Tensor) -> torch.Tensor:
+        return torch.maximum(torch.minimum(actions, self.action_high), self.action_low)
+
+    @property
+    def will_plan(self) -> bool:
+        """True when the next ``select_action`` runs the network (its action queue is empty)."""
+        return not self._queue
+
+    def reset(self) -> None:
+        self._obs_history.clear()
+        self._queue.clear()
+
+    @torch.no_grad()
+    def select_action(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        """One control step: remember ``obs``, re-plan when the action queue is empty, return the next action."""
+        self.check_obs(obs, batched=False)
+        frame = {k: np.asarray(obs[k]) for k in self.spec.obs}
+        if not self._obs_history:
+            for _ in range(self.config.n_obs_steps):  # pad the history with the first frame, as in training
+                self._obs_history.append(frame)
+        else:
+            self._obs_history.append(frame)
+        if not self._queue:
+            device = self.action_low.device
+            batch = {
+                k: torch.as_tensor(np.stack([h[k] for h in self._obs_history]))[None].to(device)
+                for k in self.spec.obs
+            }
+            chunk = self.predict_chunk(batch)[0].cpu().numpy()
+            self._queue.extend(chunk)
+        return self._queue.popleft().astype(np.float32)

@@ -1,0 +1,35 @@
+"""Resolve what users pass as ``--policy``: a training run folder, a checkpoint folder (exported models later)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from robostack.errors import RobostackError
+from robostack.policies.base import Policy, PolicySpec
+from robostack.policies.checkpoint import POLICY_JSON, load_policy, read_policy_meta
+
+LAST = "last"
+
+
+def resolve_policy_folder(path: str | os.PathLike[str]) -> Path:
+    """A folder with policy.json: the path itself, or a run's latest checkpoint."""
+    p = Path(path)
+    if not p.exists():
+        raise RobostackError(f"{p}: no such policy or run folder")
+    if (p / POLICY_JSON).is_file():
+        return p
+    last = p / "checkpoints" / LAST
+    if last.is_file():
+        ckpt = p / "checkpoints" / last.read_text().strip()
+        if (ckpt / POLICY_JSON).is_file():
+            return ckpt
+    raise RobostackError(f"{p}: neither a policy folder nor a training run with a checkpoint")
+
+
+def load_any_policy(path: str | os.PathLike[str], device: str = "cpu") -> Policy:
+    return load_policy(resolve_policy_folder(path), device=device)
+
+
+def read_any_spec(path: str | os.PathLike[str]) -> PolicySpec:
+    return PolicySpec.from_json(read_policy_meta(resolve_policy_folder(path))["spec"])

@@ -1,0 +1,333 @@
+"""``robostack train``: one readable loop from a store to checkpoints, for every policy family.
+
+data (store -> RAM buffer -> windows) -> policy (stats inside) -> AdamW + warm-up/cosine + EMA -> checkpoints
+(safetensors + resolved config + statistics + data fingerprint) -> periodic evaluation in simulation.
+Multi-GPU (or multi-process CPU) through ``torchrun``: one process per rank, DDP-averaged gradients, rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+import os
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from tqdm import tqdm
+
+from robostack.config import save_yaml
+from robostack.data.buffer import EpisodeFilter, load_buffer
+from robostack.data.normalize import compute_stats
+from robostack.data.sampler import SequenceSampler
+from robostack.data.schema import FeatureSpec
+from robostack.data.store import EpisodeStore
+from robostack.errors import RobostackError, StoreError
+from robostack.policies.base import Policy, PolicySpec
+from robostack.policies.checkpoint import build_policy, save_policy
+from robostack.policies.loading import LAST
+from robostack.train.config import TrainConfig
+from robostack.utils.provenance import provenance
+
+
+def data_fingerprint(store: EpisodeStore, episode_indices: list[int]) -> dict[str, Any]:
+    """Identifies exactly which data a policy saw: store, committed episodes and the subset used."""
+    h = hashlib.sha256()
+    h.update(store.episode_ends.tobytes())
+    h.update(json.dumps(store.info.provenance, sort_keys=True, default=str).encode())
+    h.update(np.asarray(episode_indices, np.int64).tobytes())
+    return {
+        "store": str(store.path.resolve()),
+        "episodes": len(episode_indices),
+        "store_episodes": store.n_episodes,
+        "sha256": h.hexdigest()[:16],
+    }
+
+
+def make_spec(store: EpisodeStore, obs_keys: list[str], stats: dict) -> PolicySpec:
+    feats = store.info.features
+    task_spec = store.info.extra.get("task_spec") or {}
+    if "action_low" in task_spec:
+        low, high = task_spec["action_low"], task_spec["action_high"]
+    else:  # recorded data without declared bounds: the range seen in the data
+        low, high = stats["action"].min.tolist(), stats["action"].max.tolist()
+    return PolicySpec(
+        obs={k: feats[k] for k in obs_keys},
+        action=FeatureSpec(feats["action"].dtype, feats["action"].shape, names=feats["action"].names),
+        action_low=[float(x) for x in low],
+        action_high=[float(x) for x in high],
+        control_rate_hz=store.info.control_rate_hz,
+    )
+
+
+def lr_lambda(warmup: int, total: int):
+    def f(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return f
+
+
+@torch.no_grad()
+def ema_update(ema: Policy, model: Policy, step: int, power: float, max_decay: float) -> None:
+    decay = 0.0 if step == 0 else min(max_decay, 1.0 - (1.0 + step) ** -power)
+    for e, p in zip(ema.parameters(), model.parameters(), strict=True):
+        e.mul_(decay).add_(p.detach(), alpha=1.0 - decay)
+    for e, b in zip(ema.buffers(), model.buffers(), strict=True):
+        e.copy_(b)
+
+
+class _DDPLoss(torch.nn.Module):
+    """DDP wraps ``forward``; a policy's training entry point is ``compute_loss``."""
+
+    def __init__(self, policy: Policy) -> None:
+        super().__init__()
+        self.policy = policy
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, Any]]:
+        return self.policy.compute_loss(batch)
+
+
+def _to_tensors(batch: dict[str, np.ndarray], device: torch.device) -> dict[str, torch.Tensor]:
+    return {
+        k: torch.from_numpy(np.ascontiguousarray(v)).to(device, non_blocking=True) for k, v in batch.items()
+    }
+
+
+def _setup_distributed(cfg: TrainConfig) -> tuple[int, int, torch.device]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if cfg.device.startswith("cuda") else "gloo")
+    rank = dist.get_rank() if world > 1 else 0
+    if cfg.device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise RobostackError("device cuda requested but torch sees no CUDA GPU")
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        device = torch.device(f"cuda:{local}" if world > 1 else cfg.device)
+    else:
+        device = torch.device("cpu")
+    return rank, world, device
+
+
+def train(cfg: TrainConfig, out: str | os.PathLike[str], resume: bool = False, progress: bool = True) -> Path:
+    rank, world, device = _setup_distributed(cfg)
+    run = Path(out)
+    if (run / "config.yaml").exists() and not resume:
+        raise RobostackError(
+            f"{run}: a run already exists here (pass --resume to continue it, or another --out)"
+        )
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    torch.manual_seed(cfg.seed + rank)
+
+    # ---------------------------------------------------------------- data
+    if not cfg.data.path:
+        raise RobostackError("data.path is required (--data PATH.zarr)")
+    store = EpisodeStore(cfg.data.path)
+    obs_keys = list(cfg.policy.get("obs_keys") or [k for k in store.keys if k.startswith("obs/")])
+    needed = [*obs_keys, "action"]
+    missing = [k for k in needed if k not in store.keys]
+    if missing:
+        raise StoreError(f"{store.path}: missing key(s) {', '.join(missing)} that the policy config needs")
+    buf = load_buffer(
+        store.path,
+        needed,
+        EpisodeFilter(success=True if cfg.data.success_only else None, max_episodes=cfg.data.max_episodes),
+    )
+    stats = compute_stats(buf, [k for k in needed if store.info.features[k].dtype != "uint8"])
+    spec = make_spec(store, obs_keys, stats)
+    policy = build_policy(cfg.policy["type"], {**cfg.policy, "obs_keys": obs_keys}, spec, stats).to(device)
+    ema = copy.deepcopy(policy).requires_grad_(False) if cfg.ema.enabled else None
+    rng = np.random.default_rng([cfg.seed, rank])
+    n_val = int(round(cfg.data.val_fraction * buf.n_episodes)) if buf.n_episodes > 1 else 0
+    val_eps = set(np.random.default_rng(cfg.seed).choice(buf.n_episodes, n_val, replace=False).tolist())
+    mask = np.array([i not in val_eps for i in range(buf.n_episodes)])
+    sampler_kw = {
+        "horizon": policy.window_horizon(),
+        "n_obs_steps": policy.config.n_obs_steps,
+        "n_action_steps": min(
+            policy.config.n_action_steps, policy.window_horizon() - policy.config.n_obs_steps + 1
+        ),
+        "obs_keys": obs_keys,
+    }
+    train_windows = SequenceSampler(buf, episode_mask=mask, **sampler_kw)
+    val_windows = SequenceSampler(buf, episode_mask=~mask, **sampler_kw) if n_val else None
+
+    opt = torch.optim.AdamW(
+        policy.parameters(),
+        lr=cfg.optim.lr,
+        betas=tuple(cfg.optim.betas),
+        weight_decay=cfg.optim.weight_decay,
+    )
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg.optim.warmup_steps, cfg.steps))
+    start = 0
+    if resume:
+        start = _load_train_state(run, policy, ema, opt, sched, rng)
+    model: torch.nn.Module = _DDPLoss(policy)
+    if world > 1:
+        model = torch.nn.parallel.DistributedDataParallel(model)
+
+    writer = None
+    if rank == 0:
+        run.mkdir(parents=True, exist_ok=True)
+        save_yaml(cfg, run / "config.yaml")
+        fingerprint = data_fingerprint(store, [e.index for e in buf.episodes])
+        (run / "data.json").write_text(json.dumps(fingerprint, indent=1))
+        (run / "provenance.json").write_text(json.dumps(provenance(asdict(cfg)), indent=1, default=str))
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            writer = SummaryWriter(str(run / "tb"))
+        except ImportError:  # TensorBoard is optional; metrics.jsonl always has the same scalars
+            writer = None
+    metrics_file = (run / "metrics.jsonl").open("a") if rank == 0 else None
+    eval_task = cfg.eval.task or _default_task(store)
+    extra = {"data": data_fingerprint(store, [e.index for e in buf.episodes]), "train_config": asdict(cfg)}
+
+    bar = tqdm(
+        total=cfg.steps, initial=start, desc=f"train {cfg.policy['type']}", unit="step",
+        disable=None if (progress and rank == 0) else True,
+    )  # fmt: skip
+    t0, samples = time.perf_counter(), 0
+    policy.train()
+    for step in range(start, cfg.steps):
+        batch = _to_tensors(train_windows.random_batch(cfg.optim.batch_size, rng), device)
+        loss, info = model(batch)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.optim.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.optim.grad_clip)
+        opt.step()
+        sched.step()
+        if ema is not None:
+            ema_update(ema, policy, step, cfg.ema.power, cfg.ema.max_decay)
+        samples += cfg.optim.batch_size * world
+        bar.update(1)
+        last = step + 1 == cfg.steps
+        if rank == 0 and ((step + 1) % cfg.log_every == 0 or last):
+            record = {
+                "step": step + 1,
+                "loss": float(loss.detach()),
+                "lr": sched.get_last_lr()[0],
+                "samples_per_s": samples / (time.perf_counter() - t0),
+            }
+            if val_windows is not None:
+                record["val_loss"] = _val_loss(
+                    ema if ema is not None else policy, val_windows, cfg.optim.batch_size, device, cfg.seed
+                )
+            bar.set_postfix(loss=f"{record['loss']:.4f}")
+            _log(record, writer, metrics_file)
+        do_eval = eval_task and ((cfg.eval.every and (step + 1) % cfg.eval.every == 0) or last)
+        if rank == 0 and ((step + 1) % cfg.save_every == 0 or last or do_eval):
+            ckpt = _save_checkpoint(run, step + 1, policy, ema, opt, sched, rng, stats, extra)
+            if do_eval and cfg.eval.episodes > 0:
+                result = _evaluate(ckpt, eval_task, cfg)
+                _log({"step": step + 1, "success_rate": result["success_rate"]}, writer, metrics_file)
+    bar.close()
+    if rank == 0:
+        if metrics_file:
+            metrics_file.close()
+        if writer is not None:
+            writer.close()
+        from robostack.utils.plots import plot_training_curve
+
+        plot_training_curve(run / "metrics.jsonl", run / "training_curve.png")
+    if world > 1:
+        dist.barrier()
+    return run
+
+
+def _default_task(store: EpisodeStore) -> str:
+    from robostack.sim.registry import task_names
+
+    tasks = [t for t in store.info.tasks if t in task_names()]
+    return tasks[0] if tasks else ""
+
+
+@torch.no_grad()
+def _val_loss(
+    policy: Policy, sampler: SequenceSampler, batch_size: int, device: torch.device, seed: int
+) -> float:
+    was_training = policy.training
+    policy.train()  # same loss as training (random crops / noise levels), on held-out episodes, fixed seed
+    torch_state = torch.get_rng_state()
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    losses = [
+        float(policy.compute_loss(_to_tensors(sampler.random_batch(batch_size, rng), device))[0])
+        for _ in range(4)
+    ]
+    torch.set_rng_state(torch_state)
+    policy.train(was_training)
+    return float(np.mean(losses))
+
+
+def _log(record: dict[str, Any], writer: Any, f: Any) -> None:
+    if writer is not None:
+        for k, v in record.items():
+            if k != "step":
+                writer.add_scalar(k, v, record["step"])
+    if f is not None:
+        f.write(json.dumps(record) + "\n")
+        f.flush()
+
+
+def _save_checkpoint(run: Path, step: int, policy, ema, opt, sched, rng, stats, extra) -> Path:
+    name = f"step_{step:08d}"
+    folder = run / "checkpoints" / name
+    save_policy(ema if ema is not None else policy, folder, stats, {"step": step, **extra})
+    state = {
+        "step": step,
+        "model": policy.state_dict(),
+        "ema": ema.state_dict() if ema is not None else None,
+        "optimizer": opt.state_dict(),
+        "scheduler": sched.state_dict(),
+        "numpy_rng": rng.bit_generator.state,
+        "torch_rng": torch.get_rng_state(),
+    }
+    torch.save(state, folder / "train_state.pt")
+    tmp = run / "checkpoints" / (LAST + ".partial")
+    tmp.write_text(name)
+    os.replace(tmp, run / "checkpoints" / LAST)
+    return folder
+
+
+def _load_train_state(run: Path, policy, ema, opt, sched, rng) -> int:
+    last = run / "checkpoints" / LAST
+    if not last.is_file():
+        raise RobostackError(f"{run}: nothing to resume (no checkpoint)")
+    path = run / "checkpoints" / last.read_text().strip() / "train_state.pt"
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        policy.load_state_dict(state["model"])
+        if ema is not None and state["ema"] is not None:
+            ema.load_state_dict(state["ema"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+    except (RuntimeError, KeyError, FileNotFoundError) as exc:
+        raise RobostackError(
+            f"{path}: cannot resume from this checkpoint ({str(exc).splitlines()[0]})"
+        ) from None
+    rng.bit_generator.state = state["numpy_rng"]
+    torch.set_rng_state(state["torch_rng"])
+    return int(state["step"])
+
+
+def _evaluate(ckpt: Path, task: str, cfg: TrainConfig) -> dict[str, Any]:
+    from robostack.eval.evaluate import evaluate
+
+    result = evaluate(ckpt, task, cfg.eval.episodes, cfg.eval.workers, cfg.eval.seed, progress=False)
+    (ckpt / "eval.json").write_text(json.dumps(result.to_json(), indent=1))
+    tqdm.write(
+        f"step {ckpt.name[5:].lstrip('0')}: {task} success {100 * result.success_rate:.0f}% "
+        f"({result.successes}/{result.episodes})"
+    )
+    return result.to_json()
