@@ -38,6 +38,51 @@ def _dataclass_of(tp: Any) -> type | None:
     return None
 
 
+def _coerce(value: Any, tp: Any, name: str) -> Any:
+    """Check (and convert where lossless) a scalar or list against its annotated type."""
+    origin = typing.get_origin(tp)
+    if isinstance(tp, types.UnionType) or origin is typing.Union:
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(value, a, name)
+            except RobostackError:
+                continue
+        raise RobostackError(f"config key {name}: {value!r} does not fit {tp}")
+    if tp is float:
+        if isinstance(value, bool):
+            raise RobostackError(f"config key {name}: expected a number, got {value!r}")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise RobostackError(f"config key {name}: expected a number, got {value!r}") from None
+    if tp is int:
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            raise RobostackError(f"config key {name}: expected an integer, got {value!r}")
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise RobostackError(f"config key {name}: expected an integer, got {value!r}") from None
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise RobostackError(f"config key {name}: expected true or false, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise RobostackError(f"config key {name}: expected text, got {value!r}")
+        return value
+    if origin is list:
+        if not isinstance(value, list | tuple):
+            raise RobostackError(f"config key {name}: expected a list, got {value!r}")
+        (item,) = typing.get_args(tp) or (Any,)
+        return [_coerce(v, item, f"{name}[{i}]") if item is not Any else v for i, v in enumerate(value)]
+    return value
+
+
 def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "") -> T:
     """Build ``cls`` from a (nested) dict; unknown keys are errors that list the valid ones."""
     data = dict(data or {})
@@ -53,7 +98,7 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "") -> T:
         if sub is not None and isinstance(value, dict):
             kwargs[name] = from_dict(sub, value, f"{where}{name}.")
         else:
-            kwargs[name] = value
+            kwargs[name] = _coerce(value, types_[name], where + name)
     try:
         return cls(**kwargs)
     except TypeError as exc:

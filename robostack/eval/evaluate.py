@@ -70,8 +70,11 @@ def _init(policy_path: str, task_name: str, video_dir: str | None) -> None:
     from robostack.policies.loading import load_any_policy
     from robostack.sim.registry import make_task
 
-    _STATE["policy"] = load_any_policy(policy_path)
-    _STATE["task"] = make_task(task_name)
+    policy = load_any_policy(policy_path)
+    cams = {k.removeprefix("obs/image_"): size for k, size in policy.spec.image_keys.items()}
+    kwargs = {"cameras": tuple(cams), "image_size": next(iter(cams.values()))} if cams else {}
+    _STATE["policy"] = policy
+    _STATE["task"] = make_task(task_name, **kwargs)
     _STATE["video_dir"] = video_dir
     _STATE["videos"] = 0
 
@@ -129,6 +132,42 @@ def check_policy_fits_task(policy_spec: Any, task_name: str) -> None:
         )
 
 
+def evaluate_in_process(policy: Any, name: str, task: str, episodes: int, seed: int = 100_000) -> EvalResult:
+    """Evaluate a policy object in this process (e.g. a peer's policy behind the same contract)."""
+    from robostack.sim.registry import make_task
+
+    check_policy_fits_task(policy.spec, task)
+    _STATE.update(policy=policy, task=make_task(task), video_dir=None, videos=0)
+    t0 = time.perf_counter()
+    results = [
+        _episode(s)
+        for s in tqdm(range(seed, seed + episodes), desc=f"eval {task}", disable=None, leave=False)
+    ]
+    return _summarise(name, task, results, time.perf_counter() - t0)
+
+
+def _summarise(name: str, task: str, results: list[EpisodeResult], seconds: float) -> EvalResult:
+    n_succ = sum(r.success for r in results)
+    p50, p99 = percentiles_ms([x for r in results for x in r.latencies])
+    return EvalResult(
+        policy=name,
+        task=task,
+        episodes=len(results),
+        successes=n_succ,
+        success_rate=n_succ / len(results),
+        ci95=wilson_interval(n_succ, len(results)),
+        mean_return=float(np.mean([r.ret for r in results])),
+        mean_length=float(np.mean([r.length for r in results])),
+        rms_jerk=float(np.mean([r.rms_jerk for r in results])),
+        latency_p50_ms=p50,
+        latency_p99_ms=p99,
+        seconds=seconds,
+        per_episode=[
+            {"seed": r.seed, "success": r.success, "return": r.ret, "length": r.length} for r in results
+        ],
+    )
+
+
 def evaluate(
     policy_path: str | os.PathLike[str],
     task: str,
@@ -150,10 +189,16 @@ def evaluate(
     )
     results: list[EpisodeResult] = []
     if workers <= 1:
-        _init(str(policy_path), task, video_dir)
-        for s in seeds:
-            results.append(_episode(s))
-            bar.update(1)
+        import torch
+
+        threads = torch.get_num_threads()
+        try:
+            _init(str(policy_path), task, video_dir)
+            for s in seeds:
+                results.append(_episode(s))
+                bar.update(1)
+        finally:
+            torch.set_num_threads(threads)  # _init pins one thread; the caller (a trainer) keeps its own
     else:
         ctx = mp.get_context("spawn")
         with ctx.Pool(workers, initializer=_init, initargs=(str(policy_path), task, video_dir)) as pool:

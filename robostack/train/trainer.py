@@ -232,6 +232,18 @@ def train(cfg: TrainConfig, out: str | os.PathLike[str], resume: bool = False, p
                 result = _evaluate(ckpt, eval_task, cfg)
                 _log({"step": step + 1, "success_rate": result["success_rate"]}, writer, metrics_file)
     bar.close()
+    if world > 1:
+        # Record that DDP kept every rank's weights identical (what averaging gradients promises).
+        checksum = torch.tensor(
+            [float(sum(p.double().sum() for p in policy.parameters()))], dtype=torch.float64
+        )
+        gathered = [torch.zeros_like(checksum) for _ in range(world)]
+        dist.all_gather(gathered, checksum)
+        if rank == 0:
+            sums = [float(g) for g in gathered]
+            (run / "ddp.json").write_text(
+                json.dumps({"world_size": world, "param_checksums": sums, "in_sync": len(set(sums)) == 1})
+            )
     if rank == 0:
         if metrics_file:
             metrics_file.close()

@@ -88,3 +88,26 @@ def plot_training_curve(metrics_jsonl: str | os.PathLike[str], out: str | os.Pat
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
+
+
+def plot_bench(results: list[dict], out: str | os.PathLike[str]) -> Path:
+    """Success (with 95% interval) per run, training time, and chunk latency: the three things users compare."""
+    names = [r["name"] for r in results]
+    x = np.arange(len(names))
+    fig, axes = plt.subplots(1, 3, figsize=(max(9, 1.6 * len(names) + 4), 4))
+    succ = np.array([r["success_rate"] for r in results])
+    err = np.array([[r["success_rate"] - r["ci_low"], r["ci_high"] - r["success_rate"]] for r in results]).T
+    colors = ["tab:gray" if "lerobot" in r["policy"] else "tab:blue" for r in results]
+    axes[0].bar(x, succ, yerr=err, color=colors, capsize=3)
+    axes[0].set(title="success rate (95% CI)", ylim=(0, 1.05))
+    axes[1].bar(x, [r["train_seconds"] / 60 for r in results], color=colors)
+    axes[1].set(title="training time [min]")
+    axes[2].bar(x, [r["latency_p50_ms"] for r in results], color=colors)
+    axes[2].set(title="chunk latency p50 [ms]")
+    for ax in axes:
+        ax.set_xticks(x, names, rotation=35, ha="right", fontsize=8)
+    fig.tight_layout()
+    out = Path(out)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out

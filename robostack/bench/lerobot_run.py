@@ -1,0 +1,83 @@
+"""Train and evaluate LeRobot's DiffusionPolicy exactly like a robostack run: same windows, optimiser, schedule,
+steps and evaluation seeds, so success, training throughput and chunk latency compare like for like."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from robostack.bench.runner import RunResult
+from robostack.compare.lerobot_diffusion import LeRobotDiffusion
+from robostack.data.buffer import EpisodeFilter, load_buffer
+from robostack.data.normalize import compute_stats
+from robostack.data.sampler import SequenceSampler
+from robostack.data.store import EpisodeStore
+from robostack.eval.evaluate import evaluate_in_process
+from robostack.train.config import TrainConfig
+from robostack.train.trainer import _to_tensors, lr_lambda, make_spec
+
+
+def train_and_eval_lerobot(
+    name: str, run: dict[str, Any], cfg: TrainConfig, data: Path, folder: Path, ev: dict[str, Any]
+) -> RunResult:
+    torch.manual_seed(cfg.seed)
+    store = EpisodeStore(data)
+    obs_keys = [k for k in store.keys if k.startswith("obs/")]
+    buf = load_buffer(
+        data, [*obs_keys, "action"], EpisodeFilter(success=True if cfg.data.success_only else None)
+    )
+    stats = compute_stats(buf)
+    spec = make_spec(store, obs_keys, stats)
+    model = LeRobotDiffusion(spec, stats, cfg.policy)
+    sampler = SequenceSampler(
+        buf,
+        horizon=model.config.horizon,
+        n_obs_steps=model.config.n_obs_steps,
+        n_action_steps=model.config.n_action_steps,
+        obs_keys=obs_keys,
+    )
+    opt = torch.optim.AdamW(
+        model.parameters(), lr=cfg.optim.lr, betas=tuple(cfg.optim.betas), weight_decay=cfg.optim.weight_decay
+    )
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg.optim.warmup_steps, cfg.steps))
+    rng = np.random.default_rng(cfg.seed)
+    print(f"\n== {name}: train LeRobot DiffusionPolicy for {cfg.steps} steps on {run['dataset']}")
+    model.train()
+    t0 = time.perf_counter()
+    for _ in tqdm(range(cfg.steps), desc="train lerobot", disable=None):
+        loss = model.compute_loss(
+            _to_tensors(sampler.random_batch(cfg.optim.batch_size, rng), torch.device("cpu"))
+        )
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+    train_s = time.perf_counter() - t0
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save(model.policy.state_dict(), folder / "lerobot_diffusion.pt")
+    model.eval()
+    result = evaluate_in_process(
+        model, "lerobot DiffusionPolicy", ev["task"], ev.get("episodes", 50), ev.get("seed", 100_000)
+    )
+    print(result.table())
+    return RunResult(
+        name=name,
+        task=ev["task"],
+        policy="lerobot-diffusion",
+        dataset=run["dataset"],
+        episodes=result.episodes,
+        steps=cfg.steps,
+        train_seconds=train_s,
+        samples_per_s=cfg.steps * cfg.optim.batch_size / train_s,
+        success_rate=result.success_rate,
+        ci_low=result.ci95[0],
+        ci_high=result.ci95[1],
+        latency_p50_ms=result.latency_p50_ms,
+        latency_p99_ms=result.latency_p99_ms,
+        rms_jerk=result.rms_jerk,
+    )

@@ -1,0 +1,167 @@
+"""``robostack bench``: run benchmark recipes (dataset recipe + policy config + evaluation) and report them.
+
+A suite (``configs/bench/<name>.yaml``) lists runs; each names a dataset recipe (``datasets/recipes/*.yaml``), a
+policy config (``configs/policies/*.yaml``, or ``lerobot_diffusion`` to train LeRobot's DiffusionPolicy with the
+same settings) and an evaluation. Datasets are generated once per suite output folder and reused. Results: a
+Markdown table, a JSON file and a PNG chart in ``--out``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from robostack.config import apply_overrides, from_dict, load_yaml
+from robostack.errors import RobostackError
+from robostack.sim.base import REPO_ROOT
+from robostack.train.config import TrainConfig
+from robostack.utils.table import format_markdown, format_table
+
+SUITES = REPO_ROOT / "configs" / "bench"
+RECIPES = REPO_ROOT / "datasets" / "recipes"
+POLICIES = REPO_ROOT / "configs" / "policies"
+
+
+@dataclass
+class RunResult:
+    name: str
+    task: str
+    policy: str
+    dataset: str
+    episodes: int
+    steps: int
+    train_seconds: float
+    samples_per_s: float
+    success_rate: float
+    ci_low: float
+    ci_high: float
+    latency_p50_ms: float
+    latency_p99_ms: float
+    rms_jerk: float
+
+
+def load_suite(name_or_path: str) -> dict[str, Any]:
+    p = Path(name_or_path)
+    if not p.suffix:
+        p = SUITES / f"{name_or_path}.yaml"
+    if not p.is_file():
+        known = ", ".join(sorted(x.stem for x in SUITES.glob("*.yaml")))
+        raise RobostackError(f"unknown benchmark suite '{name_or_path}' (choose from {known})")
+    suite = load_yaml(p)
+    if not suite.get("runs"):
+        raise RobostackError(f"{p}: no runs")
+    return suite
+
+
+def make_dataset(recipe_name: str, out_dir: Path) -> Path:
+    from robostack.sim.demos import DemoConfig, generate_demos
+
+    recipe = load_yaml(RECIPES / f"{recipe_name}.yaml")
+    path = out_dir / "datasets" / f"{recipe_name}.zarr"
+    if (path / "zarr.json").exists():
+        return path
+    print(
+        f"dataset {recipe_name}: {recipe['episodes']} {recipe.get('quality', 'expert')} '{recipe['task']}' episodes"
+    )
+    cfg = DemoConfig(out=str(path), **recipe)
+    print(generate_demos(cfg).table())
+    return path
+
+
+def train_config(policy_name: str, data: Path, overrides: list[str]) -> TrainConfig:
+    cfg = load_yaml(POLICIES / f"{policy_name}.yaml")
+    cfg = apply_overrides(cfg, [f"data.path={data}", "eval.episodes=0", *overrides])
+    return from_dict(TrainConfig, cfg)
+
+
+def run_one(run: dict[str, Any], out_dir: Path, eval_workers: int) -> RunResult:
+    from robostack.eval.evaluate import evaluate
+    from robostack.train.trainer import train
+
+    name = run["name"]
+    data = make_dataset(run["dataset"], out_dir)
+    overrides = [f"{k}={v}" for k, v in (run.get("overrides") or {}).items()]
+    ev = run.get("eval", {})
+    folder = out_dir / "runs" / name
+    if run["policy"] == "lerobot_diffusion":
+        from robostack.bench.lerobot_run import train_and_eval_lerobot
+
+        cfg = train_config(run.get("like", "diffusion_push"), data, overrides)
+        return train_and_eval_lerobot(name, run, cfg, data, folder, ev)
+    cfg = train_config(run["policy"], data, overrides)
+    print(f"\n== {name}: train {cfg.policy['type']} for {cfg.steps} steps on {run['dataset']}")
+    t0 = time.perf_counter()
+    if not (folder / "checkpoints" / "last").exists():
+        train(cfg, folder)
+    train_s = time.perf_counter() - t0
+    metrics = [json.loads(x) for x in (folder / "metrics.jsonl").read_text().splitlines()]
+    sps = [m["samples_per_s"] for m in metrics if "samples_per_s" in m]
+    result = evaluate(
+        folder, ev["task"], ev.get("episodes", 50), ev.get("workers", eval_workers), ev.get("seed", 100_000)
+    )
+    print(result.table())
+    return RunResult(
+        name=name,
+        task=ev["task"],
+        policy=cfg.policy["type"],
+        dataset=run["dataset"],
+        episodes=result.episodes,
+        steps=cfg.steps,
+        train_seconds=train_s,
+        samples_per_s=sps[-1] if sps else 0.0,
+        success_rate=result.success_rate,
+        ci_low=result.ci95[0],
+        ci_high=result.ci95[1],
+        latency_p50_ms=result.latency_p50_ms,
+        latency_p99_ms=result.latency_p99_ms,
+        rms_jerk=result.rms_jerk,
+    )
+
+
+def run_suite(
+    name: str, out: str | Path, eval_workers: int = 2, only: list[str] | None = None
+) -> list[RunResult]:
+    suite = load_suite(name)
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results = []
+    for run in suite["runs"]:
+        if only and run["name"] not in only:
+            continue
+        results.append(run_one(run, out_dir, eval_workers))
+        write_report(suite.get("name", name), results, out_dir)
+    return results
+
+
+def write_report(suite: str, results: list[RunResult], out_dir: Path) -> None:
+    headers = [
+        "run",
+        "task",
+        "policy",
+        "success (95% CI)",
+        "train s",
+        "samples/s",
+        "latency p50/p99 ms",
+        "jerk",
+    ]
+    rows = [
+        (
+            r.name, r.task, r.policy, f"{100 * r.success_rate:.0f}% ({100 * r.ci_low:.0f}-{100 * r.ci_high:.0f})",
+            f"{r.train_seconds:.0f}", f"{r.samples_per_s:.0f}", f"{r.latency_p50_ms:.1f} / {r.latency_p99_ms:.1f}",
+            f"{r.rms_jerk:.3f}",
+        )
+        for r in results
+    ]  # fmt: skip
+    print("\n" + format_table(headers, rows))
+    (out_dir / "results.json").write_text(json.dumps([asdict(r) for r in results], indent=1))
+    (out_dir / "results.md").write_text(
+        f"# robostack bench --suite {suite} ({time.strftime('%Y-%m-%d')})\n\n"
+        + format_markdown(headers, rows)
+        + "\n"
+    )
+    from robostack.utils.plots import plot_bench
+
+    plot_bench([asdict(r) for r in results], out_dir / "results.png")

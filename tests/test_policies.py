@@ -1,0 +1,184 @@
+"""Policy math on hand-computed tensors, normalisation, save/load, overfitting a tiny dataset."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from robostack.data.normalize import KeyStats
+from robostack.data.schema import FeatureSpec
+from robostack.errors import RobostackError, SpecError
+from robostack.policies import PolicySpec, build_policy, load_policy, save_policy
+from robostack.policies.normalizer import Normalizer
+from robostack.policies.schedulers import (
+    DDPMSchedule,
+    ddim_coefficients,
+    ddim_step,
+    ddim_timesteps,
+    flow_interpolate,
+    flow_times,
+    squaredcos_cap_v2,
+)
+from robostack.policies.unet1d import MatmulConv1d
+
+TINY_UNET = {"unet": {"down_dims": [16, 32, 64], "step_embed_dim": 32}}
+
+
+def ks(lo, hi):
+    lo, hi = np.asarray(lo, float), np.asarray(hi, float)
+    return KeyStats(min=lo, max=hi, mean=(lo + hi) / 2, std=(hi - lo) / 4, count=10)
+
+
+SPEC = PolicySpec(
+    obs={"obs/state": FeatureSpec("float32", (3,)), "obs/object": FeatureSpec("float32", (2,))},
+    action=FeatureSpec("float32", (2,)),
+    action_low=[-1.0, -0.5],
+    action_high=[1.0, 0.5],
+    control_rate_hz=20.0,
+)
+STATS = {
+    "obs/state": ks([0, 0, 0], [1, 2, 4]),
+    "obs/object": ks([-1, -1], [1, 1]),
+    "action": ks([-1, -0.5], [1, 0.5]),
+}
+
+
+def test_squared_cosine_schedule_and_ddim_timesteps():
+    betas = squaredcos_cap_v2(100)
+    ac = torch.cumprod(1 - betas, 0)
+    assert betas.shape == (100,) and float(betas.max()) <= 0.999
+    assert torch.all(ac[1:] < ac[:-1]) and float(ac[0]) > 0.999 and float(ac[-1]) < 1e-3
+    # alpha_bar(t) = cos^2(((t/T + s)/(1 + s)) * pi/2) / cos^2(s/(1+s) * pi/2), s = 0.008
+    f = lambda t: math.cos((t / 100 + 0.008) / 1.008 * math.pi / 2) ** 2  # noqa: E731
+    assert float(ac[49]) == pytest.approx(f(50) / f(0), rel=1e-9)
+    assert ddim_timesteps(100, 10) == [90, 80, 70, 60, 50, 40, 30, 20, 10, 0]
+    coeffs = ddim_coefficients(DDPMSchedule(100), 10)
+    assert coeffs[0][0] == 90 and coeffs[-1][2] == 1.0 and coeffs[1][1] == pytest.approx(float(ac[80]))
+
+
+def test_ddim_step_by_hand():
+    x = torch.tensor([[0.5, -2.0]])
+    eps = torch.tensor([[0.1, 0.3]])
+    ab_t, ab_prev = 0.64, 0.81
+    # x0 = (x - sqrt(1 - .64) * eps) / sqrt(.64) = (x - .6 eps) / .8 -> [0.55, -2.725] -> clipped [0.55, -1]
+    # x_prev = sqrt(.81) * x0 + sqrt(.19) * eps
+    want = torch.tensor([[0.9 * 0.55 + math.sqrt(0.19) * 0.1, 0.9 * -1.0 + math.sqrt(0.19) * 0.3]])
+    torch.testing.assert_close(ddim_step(x, eps, ab_t, ab_prev, clip_sample=True), want)
+    unclipped = 0.9 * (-2.0 - 0.6 * 0.3) / 0.8 + math.sqrt(0.19) * 0.3
+    assert float(ddim_step(x, eps, ab_t, ab_prev, clip_sample=False)[0, 1]) == pytest.approx(
+        unclipped, rel=1e-6
+    )
+    # the final step (alpha_bar_prev = 1) returns the x0 estimate itself
+    torch.testing.assert_close(ddim_step(x, eps, ab_t, 1.0), torch.tensor([[0.55, -1.0]]))
+
+
+def test_flow_interpolation_and_euler_integration_are_exact_on_straight_paths():
+    x0 = torch.tensor([[1.0, -1.0]])
+    noise = torch.tensor([[0.0, 2.0]])
+    x_t, u = flow_interpolate(x0, noise, torch.tensor([0.25]))
+    torch.testing.assert_close(x_t, torch.tensor([[0.75, -0.25]]))
+    torch.testing.assert_close(u, noise - x0)
+    x = noise.clone()
+    for _t, dt in flow_times(7):  # the exact velocity field of this path is constant: Euler lands on x0
+        x = x - dt * u
+    torch.testing.assert_close(x, x0)
+    assert sum(dt for _, dt in flow_times(7)) == pytest.approx(1.0)
+
+
+def test_normalizer_round_trip_and_missing_statistics():
+    n = Normalizer(STATS, ["obs/state", "action"])
+    x = torch.tensor([[0.0, 1.0, 4.0], [0.5, 2.0, 0.0]])
+    y = n.normalize("obs/state", x)
+    torch.testing.assert_close(y, torch.tensor([[-1.0, 0.0, 1.0], [0.0, 1.0, -1.0]]))
+    torch.testing.assert_close(n.unnormalize("obs/state", y), x)
+    with pytest.raises(RobostackError, match="obs/object"):
+        n.normalize("obs/object", torch.zeros(1, 2))
+    with pytest.raises(RobostackError, match="no normalisation statistics for key\\(s\\) obs/missing"):
+        Normalizer(STATS, ["obs/missing"])
+    const = Normalizer({"a": ks([2.0], [2.0])}, ["a"])  # a constant dimension: 0 in, its value out
+    assert float(const.normalize("a", torch.tensor([2.0]))) == 0.0
+    assert float(const.unnormalize("a", torch.tensor([0.3]))) == 2.0
+
+
+def test_matmul_conv_matches_torch_conv():
+    conv = torch.nn.Conv1d(6, 5, 5, padding=2)
+    mm = MatmulConv1d(6, 5, 5, padding=2)
+    mm.load_state_dict(conv.state_dict())
+    x = torch.randn(3, 6, 16)
+    torch.testing.assert_close(mm(x), conv(x), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("family", ["diffusion", "flow", "gaussian"])
+def test_save_load_round_trip_is_exact(tmp_path, family):
+    cfg = TINY_UNET if family != "gaussian" else {"hidden_dims": [32, 32]}
+    p = build_policy(family, cfg, SPEC, STATS).eval()
+    save_policy(p, tmp_path / "p", STATS)
+    q = load_policy(tmp_path / "p")
+    for (k, a), (k2, b) in zip(p.state_dict().items(), q.state_dict().items(), strict=True):
+        assert k == k2 and torch.equal(a, b)
+    obs = {"obs/state": torch.rand(2, 2, 3), "obs/object": torch.rand(2, 2, 2)}
+    noise = torch.randn(2, p.config.horizon, 2)
+    out = p.predict_chunk(obs, noise=noise)
+    assert torch.equal(out, q.predict_chunk(obs, noise=noise))
+    assert out.shape == (2, p.config.n_action_steps, 2)
+    assert torch.all(out[..., 1].abs() <= 0.5)  # clipped to the action bounds
+
+
+def test_incompatible_checkpoint_is_refused(tmp_path):
+    p = build_policy("diffusion", TINY_UNET, SPEC, STATS)
+    save_policy(p, tmp_path / "p", STATS)
+    meta = json.loads((tmp_path / "p" / "policy.json").read_text())
+    meta["config"]["unet"]["down_dims"] = [16, 32, 128]
+    (tmp_path / "p" / "policy.json").write_text(json.dumps(meta))
+    with pytest.raises(RobostackError, match="incompatible with its policy config"):
+        load_policy(tmp_path / "p")
+    (tmp_path / "p" / "normalization.json").write_text(json.dumps({"action": STATS["action"].to_json()}))
+    with pytest.raises(RobostackError, match="normalization.json does not match"):
+        load_policy(tmp_path / "p")
+
+
+def test_select_action_owns_history_and_queue():
+    p = build_policy("diffusion", {**TINY_UNET, "n_action_steps": 4}, SPEC, STATS).eval()
+    obs = {"obs/state": np.array([0.1, 0.2, 0.3], np.float32), "obs/object": np.zeros(2, np.float32)}
+    plans = 0
+    for _ in range(9):
+        plans += p.will_plan
+        a = p.select_action(obs)
+        assert a.shape == (2,) and np.all(np.abs(a) <= [1.0, 0.5])
+    assert plans == 3  # re-plans every n_action_steps
+    with pytest.raises(SpecError, match="obs/object"):
+        p.select_action({"obs/state": obs["obs/state"]})
+    with pytest.raises(SpecError, match="NaN"):
+        p.select_action({**obs, "obs/state": np.array([np.nan, 0, 0], np.float32)})
+    with pytest.raises(SpecError, match="shape"):
+        p.select_action({**obs, "obs/state": np.zeros(4, np.float32)})
+
+
+@pytest.mark.parametrize("family", ["gaussian", "diffusion", "flow"])
+def test_overfits_a_tiny_dataset(family):
+    torch.manual_seed(0)
+    cfg = {"hidden_dims": [64, 64], "horizon": 4, "n_action_steps": 4} if family == "gaussian" else TINY_UNET
+    p = build_policy(family, {**cfg, "n_obs_steps": 1} if family != "gaussian" else cfg, SPEC, STATS)
+    h = p.window_horizon()
+    # two observation -> action-sequence pairs the policy must tell apart
+    obs = {
+        "obs/state": torch.tensor([[[0.0, 0.0, 0.0]], [[1.0, 2.0, 4.0]]]),
+        "obs/object": torch.zeros(2, 1, 2),
+    }
+    acts = torch.stack([torch.full((h, 2), -0.4), torch.full((h, 2), 0.4)])
+    batch = {**{k: v.repeat(16, 1, 1) for k, v in obs.items()}, "action": acts.repeat(16, 1, 1)}
+    opt = torch.optim.Adam(p.parameters(), lr=3e-3)
+    for _ in range(300):
+        loss, _ = p.compute_loss(batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    p.eval()
+    with torch.no_grad():
+        out = p.predict_chunk(obs, generator=torch.Generator().manual_seed(0))
+    target = acts[:, : out.shape[1]].clamp(torch.tensor([-1.0, -0.5]), torch.tensor([1.0, 0.5]))
+    assert float((out - target).abs().max()) < 0.15, out  # the two sequences are 0.8 apart
