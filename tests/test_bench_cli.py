@@ -1,0 +1,44 @@
+"""``robostack bench`` through the CLI on a tiny suite: datasets from recipes, robostack and LeRobot side by side,
+Markdown + JSON + PNG report."""
+
+from __future__ import annotations
+
+import json
+
+from conftest import assert_one_line_error, run_cli
+
+SUITE = """
+name: tiny
+runs:
+  - name: push-diffusion
+    dataset: push_expert_20
+    policy: diffusion_push
+    overrides: {steps: 20, policy.unet.down_dims: "[16,32,64]", policy.unet.step_embed_dim: 32, optim.batch_size: 16}
+    eval: {task: push, episodes: 2, workers: 1}
+  - name: push-lerobot
+    dataset: push_expert_20
+    policy: lerobot_diffusion
+    like: diffusion_push
+    overrides: {steps: 20, policy.unet.down_dims: "[16,32,64]", policy.unet.step_embed_dim: 32, optim.batch_size: 16}
+    eval: {task: push, episodes: 2}
+"""
+
+
+def test_bench_runs_a_suite_with_lerobot_side_by_side(tmp_path):
+    suite = tmp_path / "tiny.yaml"
+    suite.write_text(SUITE)
+    out = tmp_path / "bench"
+    proc = run_cli("bench", "--suite", suite, "--out", out)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    results = {r["name"]: r for r in json.loads((out / "results.json").read_text())}
+    assert set(results) == {"push-diffusion", "push-lerobot"}
+    assert results["push-lerobot"]["policy"] == "lerobot-diffusion"
+    for r in results.values():
+        assert r["episodes"] == 2 and r["samples_per_s"] > 0 and r["latency_p50_ms"] > 0
+    assert "push-lerobot" in (out / "results.md").read_text()
+    assert (out / "results.png").read_bytes()[:4] == b"\x89PNG"
+    assert (out / "datasets" / "push_expert_20.zarr" / "zarr.json").exists()
+
+
+def test_unknown_suite_is_one_line():
+    assert_one_line_error(run_cli("bench", "--suite", "nope"), "unknown benchmark suite 'nope'")
