@@ -46,6 +46,11 @@ def test_train_then_eval_every_family(tmp_path, push_store, family):
     )
     assert res["episodes"] == 2 and 0.0 <= res["success_rate"] <= 1.0
     assert res["latency_p50_ms"] > 0 and res["mean_length"] >= 1 and len(res["ci95"]) == 2
+    if family == "diffusion":  # fixed seeds fix the sampler noise too: the worker count changes nothing
+        again = run_cli(
+            "eval", "--policy", out, "--task", "push", "--episodes", "2", "--workers", "2", "--json"
+        )
+        assert json.loads(again.stdout)["per_episode"] == res["per_episode"]
 
 
 def test_same_seed_same_weights_and_resume(tmp_path, push_store):

@@ -80,9 +80,12 @@ def _init(policy_path: str, task_name: str, video_dir: str | None) -> None:
 
 
 def _episode(seed: int) -> EpisodeResult:
+    import torch
+
     policy, task = _STATE["policy"], _STATE["task"]
     obs, _ = task.reset(seed=seed)
     policy.reset()
+    torch.manual_seed(seed)  # the sampler's noise too: an episode's outcome does not depend on worker count
     spec = task.task_spec
     record = _STATE["video_dir"] is not None and _STATE["videos"] < 1
     frames, actions, latencies = [], [], []
@@ -191,14 +194,15 @@ def evaluate(
     if workers <= 1:
         import torch
 
-        threads = torch.get_num_threads()
+        threads, rng_state = torch.get_num_threads(), torch.get_rng_state()
         try:
             _init(str(policy_path), task, video_dir)
             for s in seeds:
                 results.append(_episode(s))
                 bar.update(1)
-        finally:
-            torch.set_num_threads(threads)  # _init pins one thread; the caller (a trainer) keeps its own
+        finally:  # _init pins one thread and episodes reseed torch: the caller (a trainer) keeps its own
+            torch.set_num_threads(threads)
+            torch.set_rng_state(rng_state)
     else:
         ctx = mp.get_context("spawn")
         with ctx.Pool(workers, initializer=_init, initargs=(str(policy_path), task, video_dir)) as pool:

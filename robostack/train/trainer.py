@@ -176,10 +176,10 @@ def train(cfg: TrainConfig, out: str | os.PathLike[str], resume: bool = False, p
         model = torch.nn.parallel.DistributedDataParallel(model)
 
     writer = None
+    fingerprint = data_fingerprint(store, [e.index for e in buf.episodes])
     if rank == 0:
         run.mkdir(parents=True, exist_ok=True)
         save_yaml(cfg, run / "config.yaml")
-        fingerprint = data_fingerprint(store, [e.index for e in buf.episodes])
         (run / "data.json").write_text(json.dumps(fingerprint, indent=1))
         (run / "provenance.json").write_text(json.dumps(provenance(asdict(cfg)), indent=1, default=str))
         try:
@@ -190,7 +190,7 @@ def train(cfg: TrainConfig, out: str | os.PathLike[str], resume: bool = False, p
             writer = None
     metrics_file = (run / "metrics.jsonl").open("a") if rank == 0 else None
     eval_task = cfg.eval.task or _default_task(store)
-    extra = {"data": data_fingerprint(store, [e.index for e in buf.episodes]), "train_config": asdict(cfg)}
+    extra = {"data": fingerprint, "train_config": asdict(cfg)}
 
     bar = tqdm(
         total=cfg.steps, initial=start, desc=f"train {cfg.policy['type']}", unit="step",
