@@ -210,22 +210,4 @@ def evaluate(
                 results.append(r)
                 bar.update(1)
     bar.close()
-    n_succ = sum(r.success for r in results)
-    p50, p99 = percentiles_ms([x for r in results for x in r.latencies])
-    return EvalResult(
-        policy=str(policy_path),
-        task=task,
-        episodes=len(results),
-        successes=n_succ,
-        success_rate=n_succ / len(results),
-        ci95=wilson_interval(n_succ, len(results)),
-        mean_return=float(np.mean([r.ret for r in results])),
-        mean_length=float(np.mean([r.length for r in results])),
-        rms_jerk=float(np.mean([r.rms_jerk for r in results])),
-        latency_p50_ms=p50,
-        latency_p99_ms=p99,
-        seconds=time.perf_counter() - t0,
-        per_episode=[
-            {"seed": r.seed, "success": r.success, "return": r.ret, "length": r.length} for r in results
-        ],
-    )
+    return _summarise(str(policy_path), task, results, time.perf_counter() - t0)

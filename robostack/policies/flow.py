@@ -3,15 +3,13 @@ with a configurable number of Euler or midpoint steps."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from robostack.data.normalize import KeyStats
 from robostack.errors import RobostackError
-from robostack.policies.base import Policy, PolicyConfig, PolicySpec
-from robostack.policies.diffusion import UnetConfig, build_denoiser
+from robostack.policies.denoising import DenoisingConfig, DenoisingPolicy
 from robostack.policies.registry import register_policy
 from robostack.policies.schedulers import flow_interpolate, flow_times
 
@@ -19,9 +17,8 @@ TIME_SCALE = 100.0  # the U-Net's step embedding sees t in [0, 100], the range i
 
 
 @dataclass
-class FlowConfig(PolicyConfig):
+class FlowConfig(DenoisingConfig):
     type: str = "flow"
-    unet: UnetConfig = field(default_factory=UnetConfig)
     num_integration_steps: int = 10
     """ODE steps from noise (t = 1) to actions (t = 0)."""
     integrator: str = "euler"
@@ -29,25 +26,16 @@ class FlowConfig(PolicyConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if isinstance(self.unet, dict):
-            self.unet = UnetConfig(**self.unet)
         if self.integrator not in ("euler", "midpoint"):
             raise RobostackError(f"unknown integrator '{self.integrator}' (choose from euler, midpoint)")
-        levels = len(self.unet.down_dims) - 1
-        if self.horizon % (2**levels):
-            raise RobostackError(f"horizon ({self.horizon}) must be divisible by {2**levels} for this U-Net")
 
 
 @register_policy("flow", FlowConfig)
-class FlowPolicy(Policy):
+class FlowPolicy(DenoisingPolicy):
     config: FlowConfig
 
-    def __init__(self, config: FlowConfig, spec: PolicySpec, stats: dict[str, KeyStats]) -> None:
-        super().__init__(config, spec)
-        self.encoder, self.unet = build_denoiser(config, spec, stats)  # type: ignore[arg-type]
-
     def compute_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
-        cond = self.encoder({k: batch[k][:, : self.config.n_obs_steps] for k in self.spec.obs})
+        cond = self.condition(batch, first=True)
         x0 = self.normalizer.normalize("action", batch["action"].float())
         noise = torch.randn_like(x0)
         t = torch.rand(x0.shape[0], device=x0.device)
@@ -67,20 +55,3 @@ class FlowPolicy(Policy):
                 x_mid = x - 0.5 * dt * self.velocity(x, t, cond)
                 x = x - dt * self.velocity(x_mid, t - 0.5 * dt, cond)
         return x.clamp(-1.0, 1.0)
-
-    def predict_chunk(
-        self,
-        obs: dict[str, torch.Tensor],
-        noise: torch.Tensor | None = None,
-        generator: torch.Generator | None = None,
-    ) -> torch.Tensor:
-        cond = self.encoder({k: obs[k][:, -self.config.n_obs_steps :] for k in self.spec.obs})
-        if noise is None:
-            noise = torch.randn(
-                (cond.shape[0], self.config.horizon, self.spec.action.shape[0]),
-                generator=generator,
-                device=cond.device,
-            )
-        actions = self.normalizer.unnormalize("action", self.sample(cond, noise))
-        start = self.config.n_obs_steps - 1
-        return self.clip_actions(actions[:, start : start + self.config.n_action_steps])

@@ -1,0 +1,93 @@
+"""What the diffusion and flow policies share: the U-Net backbone config, its construction, and inference from a
+noise sample to the executed, un-normalised, clipped action chunk. Each family supplies its loss and sampler."""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from dataclasses import dataclass, field
+
+import torch
+
+from robostack.data.normalize import KeyStats
+from robostack.errors import RobostackError
+from robostack.policies.base import Policy, PolicyConfig, PolicySpec
+from robostack.policies.encoders import ObsEncoder
+from robostack.policies.normalizer import Normalizer
+from robostack.policies.unet1d import ConditionalUnet1D
+
+
+@dataclass
+class UnetConfig:
+    """The denoiser backbone shared by the diffusion and flow policies."""
+
+    down_dims: list[int] = field(default_factory=lambda: [256, 512, 1024])
+    """Channels per U-Net level (Diffusion Policy low-dim: 256/512/1024)."""
+    kernel_size: int = 5
+    n_groups: int = 8
+    step_embed_dim: int = 256
+    film_scale: bool = True
+    image_feature_dim: int = 64
+    """Features per camera image from the ResNet-18 encoder."""
+    crop_ratio: float = 0.9
+    """Random crop (training) / centre crop (inference) as a fraction of the image side."""
+
+
+@dataclass
+class DenoisingConfig(PolicyConfig):
+    unet: UnetConfig = field(default_factory=UnetConfig)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if isinstance(self.unet, dict):
+            self.unet = UnetConfig(**self.unet)
+        levels = len(self.unet.down_dims) - 1
+        if self.horizon % (2**levels):
+            raise RobostackError(f"horizon ({self.horizon}) must be divisible by {2**levels} for this U-Net")
+
+
+class DenoisingPolicy(Policy):
+    """Observation encoder + conditional U-Net; subclasses define ``compute_loss`` and ``sample``."""
+
+    config: DenoisingConfig
+
+    def __init__(self, config: DenoisingConfig, spec: PolicySpec, stats: dict[str, KeyStats]) -> None:
+        super().__init__(config, spec)
+        u = config.unet
+        normalizer = Normalizer(stats, [*spec.lowdim_keys, "action"])
+        self.encoder = ObsEncoder(
+            normalizer, spec.lowdim_keys, spec.image_keys, u.image_feature_dim, u.crop_ratio
+        )
+        per_step = sum(spec.obs[k].shape[0] if spec.obs[k].shape else 1 for k in spec.lowdim_keys)
+        per_step += len(spec.image_keys) * u.image_feature_dim
+        self.unet = ConditionalUnet1D(
+            action_dim=spec.action.shape[0],
+            global_cond_dim=per_step * config.n_obs_steps,
+            step_embed_dim=u.step_embed_dim,
+            down_dims=tuple(u.down_dims),
+            kernel_size=u.kernel_size,
+            n_groups=u.n_groups,
+            film_scale=u.film_scale,
+        )
+
+    def condition(self, obs: dict[str, torch.Tensor], first: bool = False) -> torch.Tensor:
+        """Global conditioning from the T_o frames: the first ones of a training window, the latest at inference."""
+        n = self.config.n_obs_steps
+        return self.encoder({k: obs[k][:, :n] if first else obs[k][:, -n:] for k in self.spec.obs})
+
+    @abstractmethod
+    def sample(self, cond: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """Noise (B, T_p, Da) -> a normalised action sequence in [-1, 1]."""
+
+    def predict_chunk(
+        self,
+        obs: dict[str, torch.Tensor],
+        noise: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        cond = self.condition(obs)
+        if noise is None:
+            shape = (cond.shape[0], self.config.horizon, self.spec.action.shape[0])
+            noise = torch.randn(shape, generator=generator, device=cond.device)
+        actions = self.normalizer.unnormalize("action", self.sample(cond, noise))
+        start = self.config.n_obs_steps - 1
+        return self.clip_actions(actions[:, start : start + self.config.n_action_steps])
