@@ -65,19 +65,5 @@ def train_and_eval_lerobot(
         model, "lerobot DiffusionPolicy", ev["task"], ev.get("episodes", 50), ev.get("seed", 100_000)
     )
     print(result.table())
-    return RunResult(
-        name=name,
-        task=ev["task"],
-        policy="lerobot-diffusion",
-        dataset=run["dataset"],
-        episodes=result.episodes,
-        steps=cfg.steps,
-        train_seconds=train_s,
-        samples_per_s=cfg.steps * cfg.optim.batch_size / train_s,
-        success_rate=result.success_rate,
-        ci_low=result.ci95[0],
-        ci_high=result.ci95[1],
-        latency_p50_ms=result.latency_p50_ms,
-        latency_p99_ms=result.latency_p99_ms,
-        rms_jerk=result.rms_jerk,
-    )
+    samples_per_s = cfg.steps * cfg.optim.batch_size / train_s
+    return RunResult.from_eval(run, "lerobot-diffusion", cfg.steps, train_s, samples_per_s, result)

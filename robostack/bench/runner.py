@@ -42,6 +42,34 @@ class RunResult:
     latency_p99_ms: float
     rms_jerk: float
 
+    @classmethod
+    def from_eval(
+        cls,
+        run: dict[str, Any],
+        policy: str,
+        steps: int,
+        train_seconds: float,
+        samples_per_s: float,
+        result: Any,
+    ) -> RunResult:
+        """One row of the report from a suite entry, its training figures and its EvalResult."""
+        return cls(
+            name=run["name"],
+            task=result.task,
+            policy=policy,
+            dataset=run["dataset"],
+            episodes=result.episodes,
+            steps=steps,
+            train_seconds=train_seconds,
+            samples_per_s=samples_per_s,
+            success_rate=result.success_rate,
+            ci_low=result.ci95[0],
+            ci_high=result.ci95[1],
+            latency_p50_ms=result.latency_p50_ms,
+            latency_p99_ms=result.latency_p99_ms,
+            rms_jerk=result.rms_jerk,
+        )
+
 
 def load_suite(name_or_path: str) -> dict[str, Any]:
     p = Path(name_or_path)
@@ -103,22 +131,7 @@ def run_one(run: dict[str, Any], out_dir: Path, eval_workers: int) -> RunResult:
         folder, ev["task"], ev.get("episodes", 50), ev.get("workers", eval_workers), ev.get("seed", 100_000)
     )
     print(result.table())
-    return RunResult(
-        name=name,
-        task=ev["task"],
-        policy=cfg.policy["type"],
-        dataset=run["dataset"],
-        episodes=result.episodes,
-        steps=cfg.steps,
-        train_seconds=train_s,
-        samples_per_s=sps[-1] if sps else 0.0,
-        success_rate=result.success_rate,
-        ci_low=result.ci95[0],
-        ci_high=result.ci95[1],
-        latency_p50_ms=result.latency_p50_ms,
-        latency_p99_ms=result.latency_p99_ms,
-        rms_jerk=result.rms_jerk,
-    )
+    return RunResult.from_eval(run, cfg.policy["type"], cfg.steps, train_s, sps[-1] if sps else 0.0, result)
 
 
 def run_suite(
