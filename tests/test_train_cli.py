@@ -136,3 +136,13 @@ def test_camera_policy_end_to_end(tmp_path):
         run_cli("eval", "--policy", out, "--task", "lift", "--episodes", "1", "--json", check=True).stdout
     )
     assert res["episodes"] == 1
+    # The exported graph includes the ResNet-18 image encoder: uint8 frames in, clipped actions out.
+    proc = run_cli("export", "--policy", out, "--out", tmp_path / "cam.onnx", check=True)
+    parity = float(proc.stdout.split("max |ONNX - PyTorch| (fp32)")[1].split()[0])
+    assert parity <= 1e-5
+    res = json.loads(
+        run_cli(
+            "eval", "--policy", tmp_path / "cam.onnx", "--task", "lift", "--episodes", "1", "--json"
+        ).stdout
+    )
+    assert res["episodes"] == 1

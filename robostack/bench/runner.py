@@ -149,7 +149,21 @@ def run_suite(
     return results
 
 
+def merge_previous(results: list[RunResult], out_dir: Path) -> list[RunResult]:
+    """Keep rows of earlier invocations (``--only`` runs one entry at a time) unless rerun now."""
+    path = out_dir / "results.json"
+    if not path.exists():
+        return results
+    fresh = {r.name for r in results}
+    try:
+        old = [RunResult(**row) for row in json.loads(path.read_text())]
+    except (ValueError, TypeError):
+        return results
+    return [r for r in old if r.name not in fresh] + results
+
+
 def write_report(suite: str, results: list[RunResult], out_dir: Path) -> None:
+    results = merge_previous(results, out_dir)
     headers = [
         "run",
         "task",

@@ -27,7 +27,9 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_train, accepts_overrides=True)
 
     p = sub.add_parser("eval", help="evaluate a policy in simulation")
-    p.add_argument("--policy", required=True, help="training run folder or policy checkpoint folder")
+    p.add_argument(
+        "--policy", required=True, help="training run folder, policy checkpoint folder or exported model.onnx"
+    )
     p.add_argument("--task", required=True)
     p.add_argument("--episodes", type=int, default=50)
     p.add_argument("--workers", type=int, default=1)

@@ -70,7 +70,7 @@ def _init(policy_path: str, task_name: str, video_dir: str | None) -> None:
     from robostack.policies.loading import load_any_policy
     from robostack.sim.registry import make_task
 
-    policy = load_any_policy(policy_path)
+    policy = load_any_policy(policy_path, threads=1)
     cams = {k.removeprefix("obs/image_"): size for k, size in policy.spec.image_keys.items()}
     kwargs = {"cameras": tuple(cams), "image_size": next(iter(cams.values()))} if cams else {}
     _STATE["policy"] = policy
@@ -86,6 +86,8 @@ def _episode(seed: int) -> EpisodeResult:
     obs, _ = task.reset(seed=seed)
     policy.reset()
     torch.manual_seed(seed)  # the sampler's noise too: an episode's outcome does not depend on worker count
+    if hasattr(policy, "seed"):  # exported models draw their noise from their own generator
+        policy.seed(seed)
     spec = task.task_spec
     record = _STATE["video_dir"] is not None and _STATE["videos"] < 1
     frames, actions, latencies = [], [], []

@@ -13,7 +13,6 @@ control loop calls once per step: it owns the observation history and the action
 
 from __future__ import annotations
 
-import collections
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +23,7 @@ from torch import nn
 
 from robostack.data.schema import FeatureSpec
 from robostack.errors import RobostackError, SpecError
+from robostack.policies.stepper import ChunkStepper
 
 
 @dataclass
@@ -80,6 +80,32 @@ class PolicySpec:
             control_rate_hz=float(d["control_rate_hz"]),
         )
 
+    def check_obs(self, obs: dict[str, Any], batched: bool) -> None:
+        """Keys, per-step shapes, dtypes and finiteness against the spec; errors name the offending key.
+
+        Runs on every control step, so it is written for small arrays (a few microseconds per key)."""
+        for k, spec in self.obs.items():
+            arr = obs.get(k)
+            if arr is None:
+                raise SpecError(f"observation is missing key '{k}' (policy needs {', '.join(self.obs)})")
+            got = tuple(arr.shape[2:] if batched else arr.shape)
+            if got != tuple(spec.shape):
+                raise SpecError(
+                    f"observation '{k}' has per-step shape {got}, the policy expects {spec.shape}"
+                )
+            kind = _dtype_kind(arr)
+            if spec.dtype == "uint8":
+                if kind != "uint8":
+                    raise SpecError(f"observation '{k}' must be uint8 (a camera image), got {kind}")
+            elif kind == "float":
+                finite = (
+                    torch.isfinite(arr).all() if isinstance(arr, torch.Tensor) else np.isfinite(arr).all()
+                )
+                if not finite:
+                    raise SpecError(f"observation '{k}' holds NaN or Inf")
+            elif kind not in ("int", "uint8"):
+                raise SpecError(f"observation '{k}' must be numeric ({spec.dtype}), got {kind}")
+
     @property
     def image_keys(self) -> dict[str, int]:
         return {k: v.shape[0] for k, v in self.obs.items() if v.dtype == "uint8" and len(v.shape) == 3}
@@ -87,6 +113,21 @@ class PolicySpec:
     @property
     def lowdim_keys(self) -> list[str]:
         return [k for k in self.obs if k not in self.image_keys]
+
+
+def _dtype_kind(arr: Any) -> str:
+    """'float', 'int', 'uint8', 'bool' or the dtype's name, for numpy arrays and torch tensors alike."""
+    dt = arr.dtype
+    if isinstance(dt, np.dtype):
+        kind = dt.kind
+        if kind == "f":
+            return "float"
+        if dt == np.uint8:
+            return "uint8"
+        return {"i": "int", "u": "int", "b": "bool"}.get(kind, str(dt))
+    if dt == torch.uint8:
+        return "uint8"
+    return "float" if dt.is_floating_point else ("bool" if dt == torch.bool else "int")
 
 
 class Policy(nn.Module, ABC):
@@ -100,10 +141,7 @@ class Policy(nn.Module, ABC):
         self.spec = spec
         self.register_buffer("action_low", torch.tensor(spec.action_low, dtype=torch.float32))
         self.register_buffer("action_high", torch.tensor(spec.action_high, dtype=torch.float32))
-        self._obs_history: collections.deque[dict[str, np.ndarray]] = collections.deque(
-            maxlen=config.n_obs_steps
-        )
-        self._queue: collections.deque[np.ndarray] = collections.deque()
+        self._stepper = ChunkStepper(config.n_obs_steps)
 
     @property
     def normalizer(self) -> nn.Module:
@@ -126,23 +164,26 @@ class Policy(nn.Module, ABC):
         obs: dict[str, torch.Tensor],
         noise: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
+        num_steps: int | None = None,
     ) -> torch.Tensor:
-        """Raw obs histories (B, T_o, ...) -> executed actions (B, T_a, Da), raw units, within the bounds."""
+        """Raw obs histories (B, T_o, ...) -> executed actions (B, T_a, Da), raw units, within the bounds.
+
+        ``noise`` (B, T_p, Da) fixes the sampler's start (exported graphs take it as an input); ``num_steps``
+        overrides the configured number of denoising/integration steps (ignored by one-shot policies)."""
 
     def check_obs(self, obs: dict[str, Any], batched: bool) -> None:
-        """Keys, shapes and finiteness against the spec; errors name the offending key."""
-        for k, spec in self.spec.obs.items():
-            if k not in obs:
-                raise SpecError(f"observation is missing key '{k}' (policy needs {', '.join(self.spec.obs)})")
-            shape = tuple(obs[k].shape)
-            want = spec.shape
-            got = shape[2:] if batched else shape
-            if got != want:
-                raise SpecError(f"observation '{k}' has per-step shape {got}, the policy expects {want}")
-            arr = obs[k]
-            finite = torch.isfinite(arr).all() if isinstance(arr, torch.Tensor) else np.isfinite(arr).all()
-            if spec.dtype != "uint8" and not bool(finite):
-                raise SpecError(f"observation '{k}' holds NaN or Inf")
+        self.spec.check_obs(obs, batched)
+
+    def frames(self, obs: dict[str, torch.Tensor], first: bool = False) -> dict[str, torch.Tensor]:
+        """The T_o frames the policy conditions on: the first of a training window, else the latest.
+
+        A history of exactly T_o frames is passed through untouched (no slice op in an exported graph)."""
+        n = self.config.n_obs_steps
+        out = {}
+        for k in self.spec.obs:
+            x = obs[k]
+            out[k] = x if x.shape[1] == n else (x[:, :n] if first else x[:, -n:])
+        return out
 
     def clip_actions(self, actions: torch.Tensor) -> torch.Tensor:
         return torch.maximum(torch.minimum(actions, self.action_high), self.action_low)
@@ -150,28 +191,18 @@ class Policy(nn.Module, ABC):
     @property
     def will_plan(self) -> bool:
         """True when the next ``select_action`` runs the network (its action queue is empty)."""
-        return not self._queue
+        return self._stepper.will_plan
 
     def reset(self) -> None:
-        self._obs_history.clear()
-        self._queue.clear()
+        self._stepper.reset()
 
     @torch.no_grad()
     def select_action(self, obs: dict[str, np.ndarray]) -> np.ndarray:
         """One control step: remember ``obs``, re-plan when the action queue is empty, return the next action."""
         self.check_obs(obs, batched=False)
-        frame = {k: np.asarray(obs[k]) for k in self.spec.obs}
-        if not self._obs_history:
-            for _ in range(self.config.n_obs_steps):  # pad the history with the first frame, as in training
-                self._obs_history.append(frame)
-        else:
-            self._obs_history.append(frame)
-        if not self._queue:
-            device = self.action_low.device
-            batch = {
-                k: torch.as_tensor(np.stack([h[k] for h in self._obs_history]))[None].to(device)
-                for k in self.spec.obs
-            }
-            chunk = self.predict_chunk(batch)[0].cpu().numpy()
-            self._queue.extend(chunk)
-        return self._queue.popleft().astype(np.float32)
+        return self._stepper.step({k: np.asarray(obs[k]) for k in self.spec.obs}, self._plan)
+
+    def _plan(self, history: dict[str, np.ndarray]) -> np.ndarray:
+        device = self.action_low.device
+        batch = {k: torch.as_tensor(v).to(device) for k, v in history.items()}
+        return self.predict_chunk(batch)[0].cpu().numpy()

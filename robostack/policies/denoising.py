@@ -71,23 +71,29 @@ class DenoisingPolicy(Policy):
 
     def condition(self, obs: dict[str, torch.Tensor], first: bool = False) -> torch.Tensor:
         """Global conditioning from the T_o frames: the first ones of a training window, the latest at inference."""
-        n = self.config.n_obs_steps
-        return self.encoder({k: obs[k][:, :n] if first else obs[k][:, -n:] for k in self.spec.obs})
+        return self.encoder(self.frames(obs, first))
 
     @abstractmethod
-    def sample(self, cond: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        """Noise (B, T_p, Da) -> a normalised action sequence in [-1, 1]."""
+    def sample(self, cond: torch.Tensor, noise: torch.Tensor, num_steps: int | None = None) -> torch.Tensor:
+        """Noise (B, T_p, Da) -> a normalised action sequence in [-1, 1] (``num_steps``: None = configured)."""
+
+    @property
+    def num_steps(self) -> int:
+        """Network evaluations per chunk as configured (DDIM or integration steps)."""
+        cfg = self.config
+        return int(getattr(cfg, "num_inference_steps", 0) or getattr(cfg, "num_integration_steps", 0))
 
     def predict_chunk(
         self,
         obs: dict[str, torch.Tensor],
         noise: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
+        num_steps: int | None = None,
     ) -> torch.Tensor:
         cond = self.condition(obs)
         if noise is None:
             shape = (cond.shape[0], self.config.horizon, self.spec.action.shape[0])
             noise = torch.randn(shape, generator=generator, device=cond.device)
-        actions = self.normalizer.unnormalize("action", self.sample(cond, noise))
+        actions = self.normalizer.unnormalize("action", self.sample(cond, noise, num_steps))
         start = self.config.n_obs_steps - 1
         return self.clip_actions(actions[:, start : start + self.config.n_action_steps])

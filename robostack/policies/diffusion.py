@@ -41,12 +41,10 @@ class DiffusionPolicy(DenoisingPolicy):
         loss = F.mse_loss(self.unet(self.schedule.add_noise(x0, noise, k), k.float(), cond), noise)
         return loss, {"loss": loss.detach()}
 
-    def sample(
-        self, cond: torch.Tensor, noise: torch.Tensor, num_inference_steps: int | None = None
-    ) -> torch.Tensor:
+    def sample(self, cond: torch.Tensor, noise: torch.Tensor, num_steps: int | None = None) -> torch.Tensor:
         """DDIM from ``noise`` (B, T_p, Da) to a normalised action sequence."""
         x = noise
-        steps = num_inference_steps or self.config.num_inference_steps
+        steps = num_steps or self.config.num_inference_steps
         for t, ab_t, ab_prev in ddim_coefficients(self.schedule, steps):
             eps = self.unet(x, torch.full((x.shape[0],), float(t), device=x.device), cond)
             x = ddim_step(x, eps, ab_t, ab_prev, self.config.clip_sample)

@@ -14,6 +14,11 @@ from torch import nn
 from robostack.policies.normalizer import Normalizer
 
 
+def _grid(n: int) -> list[float]:
+    """torch.linspace(-1, 1, n) as Python floats."""
+    return [-1.0] if n == 1 else [-1.0 + 2.0 * i / (n - 1) for i in range(n)]
+
+
 class SpatialSoftmax(nn.Module):
     """Expected 2D image coordinates of ``num_kp`` learned keypoint maps: (B, C, H, W) -> (B, 2 * num_kp)."""
 
@@ -25,8 +30,8 @@ class SpatialSoftmax(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.kp(x)
         b, k, h, w = x.shape
-        ys = torch.linspace(-1.0, 1.0, h, device=x.device)
-        xs = torch.linspace(-1.0, 1.0, w, device=x.device)
+        ys = torch.tensor(_grid(h), device=x.device)  # constants in an exported graph (its Range op with
+        xs = torch.tensor(_grid(w), device=x.device)  # one step divides by zero)
         attn = F.softmax(x.flatten(2), dim=-1).view(b, k, h, w)
         ex = (attn.sum(2) * xs).sum(-1)
         ey = (attn.sum(3) * ys).sum(-1)
@@ -83,10 +88,13 @@ class ObsEncoder(nn.Module):
         )
 
     def forward(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
-        parts = [self.normalizer.normalize(k, obs[k].float()) for k in self.lowdim_keys]
-        b, t = obs[self.lowdim_keys[0] if self.lowdim_keys else self.image_keys[0]].shape[:2]
+        # Shapes are written with -1 for the batch so that exported graphs keep constant reshape targets.
+        t = obs[self.lowdim_keys[0] if self.lowdim_keys else self.image_keys[0]].shape[1]
+        parts = []
+        for k in self.lowdim_keys:
+            x = self.normalizer.normalize(k, obs[k].float())
+            parts.append(x.unsqueeze(-1) if x.dim() == 2 else (x.flatten(2) if x.dim() > 3 else x))
         for k in self.image_keys:
-            img = obs[k]
-            feat = self.image_encoders[k.replace("/", "__")](img.reshape(b * t, *img.shape[2:]))
-            parts.append(feat.view(b, t, -1))
-        return torch.cat([p.reshape(b, t, -1) for p in parts], dim=-1).reshape(b, -1)
+            feat = self.image_encoders[k.replace("/", "__")](obs[k].flatten(0, 1))
+            parts.append(feat.unflatten(0, (-1, t)))
+        return torch.cat(parts, dim=-1).flatten(1)

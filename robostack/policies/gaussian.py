@@ -70,8 +70,12 @@ class GaussianPolicy(Policy):
 
     def distribution(self, obs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """(mean, std) of the normalised action chunk, each (B, T_p, Da)."""
-        h = self.trunk(self.encoder({k: obs[k][:, -self.config.n_obs_steps :] for k in self.spec.obs}))
-        shape = (h.shape[0], self.config.horizon, self.spec.action.shape[0])
+        h = self.trunk(self.encoder(self.frames(obs)))
+        shape = (
+            -1,
+            self.config.horizon,
+            self.spec.action.shape[0],
+        )  # -1: a constant shape in exported graphs
         mean = torch.tanh(self.mean(h)).view(shape)
         log_std = self.log_std(h).clamp(self.config.min_log_std, self.config.max_log_std).view(shape)
         return mean, log_std.exp()
@@ -91,8 +95,11 @@ class GaussianPolicy(Policy):
         obs: dict[str, torch.Tensor],
         noise: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
+        num_steps: int | None = None,
     ) -> torch.Tensor:
         mean, std = self.distribution(obs)
         x = mean if noise is None else mean + std * noise
         actions = self.normalizer.unnormalize("action", x.clamp(-1.0, 1.0))
-        return self.clip_actions(actions[:, : self.config.n_action_steps])
+        if self.config.n_action_steps < self.config.horizon:
+            actions = actions[:, : self.config.n_action_steps]
+        return self.clip_actions(actions)

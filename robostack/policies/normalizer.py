@@ -47,6 +47,7 @@ class Normalizer(nn.Module):
 
     def unnormalize(self, key: str, y: torch.Tensor) -> torch.Tensor:
         lo, hi = self._get(key, "min"), self._get(key, "max")
-        span = hi - lo
-        # constant dimensions come back as their constant value
-        return torch.where(span > 1e-6, (y + 1.0) * 0.5 * span + lo, lo.expand_as(y))
+        # One multiply-add whose coefficients depend on buffers only (an exported graph folds them to constants);
+        # constant dimensions get scale 0 and come back as their constant value.
+        half = torch.where(hi - lo > 1e-6, 0.5 * (hi - lo), torch.zeros_like(lo))
+        return y * half + (lo + half)

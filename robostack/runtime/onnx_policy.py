@@ -1,0 +1,132 @@
+"""An exported model behind the policies' inference contract, run by onnxruntime.
+
+``predict_chunk`` takes raw observation histories (B, T_o, ...) as numpy arrays and returns the executed, clipped
+action chunk (B, T_a, Da); ``select_action`` is the stateful per-step call a control loop makes. Inputs are
+checked against the spec stored in the model before anything runs.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from robostack.errors import RobostackError, SpecError
+from robostack.export.metadata import ACTION_OUTPUT, NOISE_INPUT, ModelMeta
+from robostack.policies.stepper import ChunkStepper
+from robostack.runtime.providers import check_active, providers_for
+
+
+class OnnxPolicy:
+    def __init__(
+        self, path: str | os.PathLike[str], device: str = "cpu", threads: int = 0, warmup: int = 2
+    ) -> None:
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise RobostackError(f"{self.path}: no such model file")
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.intra_op_num_threads = threads
+        so.inter_op_num_threads = 1
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(self.path), so, providers=providers_for(device))
+        except RobostackError:
+            raise
+        except Exception as exc:
+            raise RobostackError(f"{self.path}: onnxruntime cannot load it ({type(exc).__name__})") from None
+        self.provider = check_active(self.session, device)
+        self.device = device
+        self.backend = "onnxruntime"
+        self.meta = ModelMeta.from_props(self.session.get_modelmeta().custom_metadata_map, str(self.path))
+        self.spec = self.meta.spec
+        names = [i.name for i in self.session.get_inputs()]
+        if names != self.meta.inputs or ACTION_OUTPUT not in [o.name for o in self.session.get_outputs()]:
+            raise RobostackError(
+                f"{self.path}: graph inputs {names} do not match its metadata {self.meta.inputs}"
+            )
+        self._stepper = ChunkStepper(self.meta.n_obs_steps)
+        self._rng = np.random.default_rng(self.meta.noise_seed)
+        self._binding = self.session.io_binding() if device == "cuda" else None
+        for _ in range(warmup):
+            self.predict_chunk(self.example_obs())
+
+    # ------------------------------------------------------------------ contract
+    @property
+    def n_obs_steps(self) -> int:
+        return self.meta.n_obs_steps
+
+    @property
+    def n_action_steps(self) -> int:
+        return self.meta.n_action_steps
+
+    def seed(self, seed: int) -> None:
+        """Re-seed the default noise (evaluation seeds it per episode, like the PyTorch path)."""
+        self._rng = np.random.default_rng(seed)
+
+    def reset(self) -> None:
+        self._stepper.reset()
+
+    @property
+    def will_plan(self) -> bool:
+        return self._stepper.will_plan
+
+    def select_action(self, obs: dict[str, Any]) -> np.ndarray:
+        self.spec.check_obs(obs, batched=False)
+        frame = {k: np.asarray(obs[k]) for k in self.spec.obs}
+        return self._stepper.step(frame, lambda h: self._run(h, None)[0])
+
+    def predict_chunk(self, obs: dict[str, Any], noise: np.ndarray | None = None) -> np.ndarray:
+        obs = {k: np.asarray(v) for k, v in obs.items()}
+        self.spec.check_obs(obs, batched=True)
+        t_o = self.meta.n_obs_steps
+        batch = {k: obs[k].shape[0] for k in self.spec.obs}
+        if len(set(batch.values())) != 1:
+            raise SpecError(f"observations disagree on the batch size: {batch}")
+        for k in self.spec.obs:
+            if obs[k].shape[1] < t_o:
+                raise SpecError(f"observation '{k}' has {obs[k].shape[1]} frames, the model needs {t_o}")
+        return self._run({k: obs[k][:, -t_o:] for k in self.spec.obs}, noise)
+
+    # ------------------------------------------------------------------ internals
+    def _noise(self, b: int) -> np.ndarray:
+        shape = (b, *self.meta.noise_shape)
+        if self.meta.noise == "zeros":
+            return np.zeros(shape, np.float32)
+        return self._rng.standard_normal(shape, dtype=np.float32)
+
+    def _run(self, obs: dict[str, np.ndarray], noise: np.ndarray | None) -> np.ndarray:
+        b = next(iter(obs.values())).shape[0]
+        feed: dict[str, np.ndarray] = {}
+        for k, spec in self.spec.obs.items():
+            dt = np.uint8 if spec.dtype == "uint8" else np.float32
+            feed[k] = np.ascontiguousarray(obs[k], dtype=dt)
+        if noise is None:
+            noise = self._noise(b)
+        noise = np.asarray(noise, dtype=np.float32)
+        if noise.shape != (b, *self.meta.noise_shape):
+            raise SpecError(f"noise has shape {noise.shape}, the model expects {(b, *self.meta.noise_shape)}")
+        feed[NOISE_INPUT] = noise
+        if self._binding is None:
+            return self.session.run([ACTION_OUTPUT], feed)[0]
+        binding = self._binding
+        binding.clear_binding_inputs()
+        binding.clear_binding_outputs()
+        for k, v in feed.items():
+            binding.bind_cpu_input(k, v)
+        binding.bind_output(ACTION_OUTPUT, "cuda")
+        self.session.run_with_iobinding(binding)
+        return binding.copy_outputs_to_cpu()[0]
+
+    def example_obs(self, batch: int = 1) -> dict[str, np.ndarray]:
+        """A valid observation history (zeros / mid-grey images) for warm-up and benchmarks."""
+        out = {}
+        for k, spec in self.spec.obs.items():
+            shape = (batch, self.meta.n_obs_steps, *spec.shape)
+            out[k] = np.full(shape, 128, np.uint8) if spec.dtype == "uint8" else np.zeros(shape, np.float32)
+        return out

@@ -1,0 +1,198 @@
+"""ONNX export and the inference runtime: parity for every family, metadata, refusals, the CLI end to end."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from robostack.data.normalize import stats_hash
+from robostack.data.schema import FeatureSpec
+from robostack.errors import RobostackError, SpecError
+from robostack.export import ExportConfig, export_policy, read_model_meta
+from robostack.export.onnx_export import random_inputs
+from robostack.policies import PolicySpec, build_policy, save_policy
+from robostack.runtime import ProviderError, load
+
+from conftest import assert_one_line_error, run_cli
+from test_policies import SPEC, STATS, TINY_UNET
+
+FAMILIES = {
+    "diffusion": {**TINY_UNET, "num_inference_steps": 5},
+    "flow": {**TINY_UNET, "num_integration_steps": 4, "integrator": "midpoint"},
+    "gaussian": {"hidden_dims": [32, 32], "n_obs_steps": 2},
+}
+
+
+def _policy_folder(tmp_path, family, seed=0, spec=SPEC, stats=STATS):
+    torch.manual_seed(seed)
+    pol = build_policy(family, FAMILIES[family], spec, stats)
+    folder = tmp_path / f"{family}_policy"
+    save_policy(pol, folder, stats, {"train_config": {"seed": seed, "policy": FAMILIES[family]}})
+    return pol.eval(), folder
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """One exported model per family, with its source PyTorch policy."""
+    base = tmp_path_factory.mktemp("export")
+    out = {}
+    for family in FAMILIES:
+        pol, folder = _policy_folder(base, family)
+        report = export_policy(ExportConfig(policy=str(folder), out=str(base / f"{family}.onnx")))
+        out[family] = (pol, base / f"{family}.onnx", report)
+    return out
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_parity_on_fresh_random_inputs(exported, family):
+    pol, path, report = exported[family]
+    assert report.parity_max_abs <= 1e-5
+    runtime = load(path, device="cpu")
+    assert runtime.backend == "onnxruntime" and runtime.provider == "CPUExecutionProvider"
+    feed = random_inputs(pol, 6, np.random.default_rng(123))  # not the exporter's own check inputs
+    noise = feed.pop("noise")
+    got = runtime.predict_chunk(feed, noise=noise)
+    with torch.no_grad():
+        ref = pol.predict_chunk(
+            {k: torch.as_tensor(v) for k, v in feed.items()}, noise=torch.as_tensor(noise)
+        )
+    assert got.shape == (6, pol.config.n_action_steps, 2)
+    assert np.abs(got - ref.numpy()).max() <= 1e-5
+    assert np.all(got >= np.array(SPEC.action_low) - 1e-7) and np.all(
+        got <= np.array(SPEC.action_high) + 1e-7
+    )
+    torch_rt = load(path, device="cpu", backend="torch")  # model.policy/ beside the .onnx
+    assert torch_rt.backend == "torch-eager"
+    assert np.abs(torch_rt.predict_chunk(feed, noise=noise) - got).max() <= 1e-5
+
+
+def test_metadata_round_trip_and_checker(exported):
+    pol, path, report = exported["diffusion"]
+    model = onnx.load(str(path))
+    onnx.checker.check_model(model, full_check=True)
+    meta = read_model_meta(path)
+    assert meta.family == "diffusion" and meta.steps == 5 and report.steps == 5
+    assert meta.spec.to_json() == SPEC.to_json()
+    assert (meta.n_obs_steps, meta.horizon, meta.n_action_steps) == (2, 16, 8)
+    assert meta.control_rate_hz == 20.0 and meta.stats_hash == stats_hash(STATS)
+    assert len(meta.config_hash) == 16 and meta.robostack_version and meta.noise == "gaussian"
+    props = {p.key: p.value for p in model.metadata_props}
+    assert props["robostack.n_action_steps"] == "8" and props["robostack.family"] == "diffusion"
+    assert [i.name for i in model.graph.input] == ["obs/state", "obs/object", "noise"]
+    assert read_model_meta(exported["gaussian"][1]).noise == "zeros"
+
+
+def test_steps_override_and_fp16(tmp_path):
+    pol, folder = _policy_folder(tmp_path, "diffusion")
+    report = export_policy(ExportConfig(policy=str(folder), out=str(tmp_path / "m.onnx"), steps=2, fp16=True))
+    assert report.steps == 2 and read_model_meta(tmp_path / "m.onnx").steps == 2
+    feed = random_inputs(pol, 2, np.random.default_rng(5))
+    noise = feed.pop("noise")
+    got = load(tmp_path / "m.onnx", "cpu").predict_chunk(feed, noise=noise)
+    with torch.no_grad():
+        ref = pol.predict_chunk(
+            {k: torch.as_tensor(v) for k, v in feed.items()}, noise=torch.as_tensor(noise), num_steps=2
+        )
+    assert np.abs(got - ref.numpy()).max() <= 1e-5
+    assert report.fp16_path and read_model_meta(report.fp16_path).precision == "fp16"
+    assert report.fp16_max_abs is None or report.fp16_max_abs < 0.05  # reported, small
+    assert (tmp_path / "m.export.yaml").is_file() and (tmp_path / "m.policy" / "model.safetensors").is_file()
+
+
+def test_select_action_contract_matches_pytorch(exported):
+    pol, path, _ = exported["gaussian"]  # deterministic (mean) in both, so whole rollouts must agree
+    runtime = load(path, "cpu")
+    rng = np.random.default_rng(0)
+    pol.reset()
+    runtime.reset()
+    for t in range(20):
+        obs = {"obs/state": rng.uniform(0, 1, 3).astype(np.float32), "obs/object": rng.uniform(-1, 1, 2)}
+        plan = runtime.will_plan
+        assert plan == pol.will_plan == (t % 8 == 0)
+        np.testing.assert_allclose(runtime.select_action(obs), pol.select_action(obs), atol=1e-5)
+
+
+def test_refusals(exported, tmp_path):
+    _, path, _ = exported["diffusion"]
+    runtime = load(path, "cpu")
+    good = {"obs/state": np.zeros((1, 2, 3), np.float32), "obs/object": np.zeros((1, 2, 2), np.float32)}
+    with pytest.raises(SpecError, match="'obs/object' has per-step shape"):
+        runtime.predict_chunk({**good, "obs/object": np.zeros((1, 2, 3), np.float32)})
+    with pytest.raises(SpecError, match="missing key 'obs/state'"):
+        runtime.predict_chunk({"obs/object": good["obs/object"]})
+    bad = good["obs/state"].copy()
+    bad[0, 1, 2] = np.nan
+    with pytest.raises(SpecError, match="'obs/state' holds NaN"):
+        runtime.predict_chunk({**good, "obs/state": bad})
+    with pytest.raises(SpecError, match="'obs/state' has per-step shape"):
+        runtime.select_action({"obs/state": np.zeros(4), "obs/object": np.zeros(2)})
+    with pytest.raises(SpecError, match="noise has shape"):
+        runtime.predict_chunk(good, noise=np.zeros((1, 8, 2), np.float32))
+    with pytest.raises(ProviderError, match="no GPU provider"):
+        load(path, device="cuda", backend="onnxruntime")
+    other = PolicySpec(
+        obs={"obs/state": FeatureSpec("float32", (4,)), "obs/object": FeatureSpec("float32", (2,))},
+        action=FeatureSpec("float32", (2,)),
+        action_low=[-1, -1],
+        action_high=[1, 1],
+        control_rate_hz=20.0,
+    )
+    with pytest.raises(SpecError, match=r"'obs/state': model expects float32\(3,\)"):
+        load(path, "cpu", expect=other)
+    stripped = onnx.load(str(path))
+    del stripped.metadata_props[:]
+    onnx.save(stripped, str(tmp_path / "plain.onnx"))
+    with pytest.raises(RobostackError, match="no robostack metadata"):
+        load(tmp_path / "plain.onnx", "cpu")
+    (tmp_path / "junk.onnx").write_bytes(b"not a model")
+    with pytest.raises(RobostackError, match="onnxruntime cannot load it"):
+        load(tmp_path / "junk.onnx", "cpu", backend="onnxruntime")
+
+
+def test_export_eval_and_infer_bench_through_the_cli(tmp_path, push_store):
+    run = tmp_path / "run"
+    run_cli(
+        "train", "--policy", "diffusion", "--data", push_store, "--out", run, "--steps", "60",
+        "--eval.episodes=0", "--policy.unet.down_dims=[16,32,64]", "--policy.unet.step_embed_dim=32",
+        "--optim.batch_size=16", check=True,
+    )  # fmt: skip
+    model = tmp_path / "deploy" / "model.onnx"
+    proc = run_cli("export", "--policy", run, "--out", model, "--steps", "4", check=True)
+    assert "max |ONNX - PyTorch|" in proc.stdout and model.is_file()
+    ev = ["--task", "push", "--episodes", "3", "--json"]
+    onnx_res = json.loads(run_cli("eval", "--policy", model, *ev, check=True).stdout)
+    assert onnx_res["episodes"] == 3 and onnx_res["latency_p50_ms"] > 0
+    again = json.loads(run_cli("eval", "--policy", model, *ev, "--workers", "2", check=True).stdout)
+    assert again["per_episode"] == onnx_res["per_episode"]  # seeded noise: workers change nothing
+    proc = run_cli("infer-bench", "--model", model, "--iters", "5", "--warmup", "1", "--out", tmp_path / "ib")
+    assert proc.returncode == 0, proc.stderr
+    res = json.loads((tmp_path / "ib" / "results.json").read_text())
+    backends = {(t["backend"], t["device"]) for t in res["timings"]}
+    assert {("onnxruntime", "cpu"), ("torch-eager", "cpu"), ("lerobot", "cpu")} <= backends
+    assert res["ratios"] and "faster than" in proc.stdout
+
+
+def test_cli_export_bad_input(tmp_path, exported):
+    assert_one_line_error(
+        run_cli("export", "--policy", tmp_path / "nope", "--out", tmp_path / "m.onnx"), "no such policy"
+    )
+    _, path, _ = exported["gaussian"]
+    folder = path.with_suffix(".policy")
+    assert_one_line_error(
+        run_cli("export", "--policy", folder, "--out", tmp_path / "m.txt"), "must end in .onnx"
+    )
+    assert_one_line_error(
+        run_cli("export", "--policy", folder, "--out", tmp_path / "m.onnx", "--steps", "3"), "no steps"
+    )
+    stripped = onnx.load(str(path))
+    del stripped.metadata_props[:]
+    onnx.save(stripped, str(tmp_path / "plain.onnx"))
+    assert_one_line_error(
+        run_cli("eval", "--policy", tmp_path / "plain.onnx", "--task", "push", "--episodes", "1"),
+        "no robostack metadata",
+    )
+    assert_one_line_error(run_cli("infer-bench", "--model", tmp_path / "none.onnx"), "no such model file")
