@@ -7,11 +7,14 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from robostack.data.buffer import EpisodeBuffer
 from robostack.errors import RobostackError
+
+if TYPE_CHECKING:
+    from robostack.data.buffer import EpisodeBuffer
 
 STATS_FILE = "normalization.json"
 

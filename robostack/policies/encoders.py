@@ -26,12 +26,23 @@ class SpatialSoftmax(nn.Module):
         super().__init__()
         self.kp = nn.Conv2d(channels, num_kp, 1)
         self.num_kp = num_kp
+        self._grid_cache: dict[tuple[int, int, torch.device], tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def _grids(self, h: int, w: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Coordinate grids, made once per size and device: constants in an exported graph (ONNX's Range with
+        one step divides by zero), and no host-to-device copy inside a captured CUDA graph."""
+        key = (h, w, device)
+        if key not in self._grid_cache:
+            self._grid_cache[key] = (
+                torch.tensor(_grid(h), device=device),
+                torch.tensor(_grid(w), device=device),
+            )
+        return self._grid_cache[key]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.kp(x)
         b, k, h, w = x.shape
-        ys = torch.tensor(_grid(h), device=x.device)  # constants in an exported graph (its Range op with
-        xs = torch.tensor(_grid(w), device=x.device)  # one step divides by zero)
+        ys, xs = self._grids(h, w, x.device)
         attn = F.softmax(x.flatten(2), dim=-1).view(b, k, h, w)
         ex = (attn.sum(2) * xs).sum(-1)
         ey = (attn.sum(3) * ys).sum(-1)

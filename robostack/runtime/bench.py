@@ -213,6 +213,7 @@ def run_infer_bench(cfg: BenchConfig) -> InferBenchReport:
         add("torch-cudagraph", "cuda", torch_on("cuda", "cudagraph"))
         if cfg.compile:
             add("torch-compile", "cuda", torch_on("cuda", "compile"))
+            add("torch-compile-cudagraph", "cuda", torch_on("cuda", "compile-cudagraph"))
     else:
         report.skipped["torch/cuda"] = "no CUDA device"
     if not report.timings:

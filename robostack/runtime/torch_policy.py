@@ -18,7 +18,7 @@ from robostack.policies.base import Policy
 from robostack.policies.stepper import ChunkStepper
 from robostack.runtime.providers import ProviderError
 
-MODES = ("eager", "cudagraph", "compile")
+MODES = ("eager", "cudagraph", "compile", "compile-cudagraph")
 
 
 class TorchRuntimePolicy:
@@ -36,7 +36,7 @@ class TorchRuntimePolicy:
             raise RobostackError(f"unknown torch runtime mode '{mode}' (choose from {', '.join(MODES)})")
         if device == "cuda" and not torch.cuda.is_available():
             raise ProviderError("device 'cuda' requested but PyTorch sees no CUDA device")
-        if mode == "cudagraph" and device != "cuda":
+        if mode.endswith("cudagraph") and device != "cuda":
             raise RobostackError("the CUDA-graph backend needs device 'cuda'")
         if threads:
             torch.set_num_threads(threads)
@@ -53,8 +53,10 @@ class TorchRuntimePolicy:
         self._gen = torch.Generator(device="cpu").manual_seed(noise_seed)
         self._stepper = ChunkStepper(self.n_obs_steps)
         self._graphs: dict[int, tuple[Any, ...]] = {}
-        fn = self._forward
-        self._fn = torch.compile(fn, dynamic=False) if mode == "compile" else fn
+        # compile-cudagraph: inductor's fused kernels, replayed from one CUDA graph we record ourselves
+        self._fn = (
+            torch.compile(self._forward, dynamic=False) if mode.startswith("compile") else self._forward
+        )
         for _ in range(warmup):
             self.predict_chunk(self.example_obs())
 
@@ -87,7 +89,7 @@ class TorchRuntimePolicy:
                 raise SpecError(f"noise has shape {tuple(noise_t.shape)}, expected {(b, *self.noise_shape)}")
         t_o = self.n_obs_steps
         tensors = {k: torch.as_tensor(obs[k][:, -t_o:]) for k in self.spec.obs}
-        if self.mode == "cudagraph":
+        if self.mode.endswith("cudagraph"):
             return self._replay(tensors, noise_t).cpu().numpy()
         dev = {k: v.to(self.device, non_blocking=True) for k, v in tensors.items()}
         return self._fn(dev, noise_t.to(self.device)).cpu().numpy()
@@ -114,11 +116,11 @@ class TorchRuntimePolicy:
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):  # allocator warm-up off the default stream, as capture requires
             for _ in range(3):
-                self._forward(static_obs, static_noise)
+                self._fn(static_obs, static_noise)
         torch.cuda.current_stream().wait_stream(side)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
-            static_out = self._forward(static_obs, static_noise)
+            static_out = self._fn(static_obs, static_noise)
         return graph, static_obs, static_noise, static_out
 
     def example_obs(self, batch: int = 1) -> dict[str, np.ndarray]:
