@@ -42,7 +42,7 @@ CONFIGS = {
     "unet-32-64-128": {"unet": {"down_dims": [32, 64, 128], "step_embed_dim": 64}},
 }
 MODES = {
-    "unet-256-512-1024": ["eager", "cudagraph", "compile", "compile-cudagraph"],
+    "unet-256-512-1024": ["eager", "cudagraph", "compile-cudagraph", "cudagraph+tf32"],
     "unet-32-64-128": ["eager", "cudagraph", "compile-cudagraph"],
 }
 
@@ -71,8 +71,7 @@ def main() -> None:
         "torch": torch.__version__,
         "cuda": torch.version.cuda,
         "python": platform.python_version(),
-        "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
-        "matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
+        "tf32": "off (exact fp32) unless the backend name says +tf32",
     }
     print(info, flush=True)
     rows, results = [], []
@@ -92,7 +91,8 @@ def main() -> None:
                 print(f"skip {name} {mode}: time budget spent", flush=True)
                 continue
             t0 = time.perf_counter()
-            rt = TorchRuntimePolicy(policy, device, mode, steps=10, warmup=3)
+            base_mode, tf32 = mode.removesuffix("+tf32"), mode.endswith("+tf32")
+            rt = TorchRuntimePolicy(policy, device, base_mode, steps=10, warmup=3, tf32=tf32)
             setup_s = time.perf_counter() - t0
             err = float(np.abs(rt.predict_chunk(obs, noise=noise) - ref).max())
             p50, p99, mean = time_chunks(lambda rt=rt: rt.predict_chunk(obs), args.iters, 10)

@@ -32,6 +32,14 @@ class DiffusionPolicy(DenoisingPolicy):
     def __init__(self, config: DiffusionConfig, spec: PolicySpec, stats: dict[str, KeyStats]) -> None:
         super().__init__(config, spec, stats)
         self.schedule = DDPMSchedule(config.num_train_steps)
+        self._ddim: dict[int, list[tuple[int, float, float]]] = {}
+
+    def ddim_plan(self, steps: int) -> list[tuple[int, float, float]]:
+        """DDIM (t, alpha_bar_t, alpha_bar_prev) as Python floats, computed once per step count: no tensor reads
+        inside the sampling loop (torch.compile would break its graph there)."""
+        if steps not in self._ddim:
+            self._ddim[steps] = ddim_coefficients(self.schedule, steps)
+        return self._ddim[steps]
 
     def compute_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         cond = self.condition(batch, first=True)
@@ -45,7 +53,7 @@ class DiffusionPolicy(DenoisingPolicy):
         """DDIM from ``noise`` (B, T_p, Da) to a normalised action sequence."""
         x = noise
         steps = num_steps or self.config.num_inference_steps
-        for t, ab_t, ab_prev in ddim_coefficients(self.schedule, steps):
+        for t, ab_t, ab_prev in self.ddim_plan(steps):
             eps = self.unet(x, torch.full((x.shape[0],), float(t), device=x.device), cond)
             x = ddim_step(x, eps, ab_t, ab_prev, self.config.clip_sample)
         return x

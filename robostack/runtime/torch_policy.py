@@ -31,6 +31,7 @@ class TorchRuntimePolicy:
         noise_seed: int = 0,
         threads: int = 0,
         warmup: int = 2,
+        tf32: bool = False,
     ) -> None:
         if mode not in MODES:
             raise RobostackError(f"unknown torch runtime mode '{mode}' (choose from {', '.join(MODES)})")
@@ -40,6 +41,10 @@ class TorchRuntimePolicy:
             raise RobostackError("the CUDA-graph backend needs device 'cuda'")
         if threads:
             torch.set_num_threads(threads)
+        if device == "cuda":
+            # cuDNN convolutions default to TF32 (~1e-3 error); exact fp32 unless the caller opts in
+            torch.backends.cudnn.allow_tf32 = tf32
+            torch.backends.cuda.matmul.allow_tf32 = tf32
         self.policy = policy.to(device).eval()
         self.spec = policy.spec
         self.device = device
