@@ -6,5 +6,5 @@ cd "$(dirname "$0")/.."
 OUT=${1:-runs/gpu-check}
 mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT/nvidia-smi.txt"
-PYTHONUNBUFFERED=1 PYTHONPATH=. timeout 520 python3 benchmarks/gpu_check.py --out "$OUT" --budget-s 400 2>&1 \
+PYTHONUNBUFFERED=1 PYTHONPATH=. timeout 520 python3 benchmarks/gpu_check.py --out "$OUT" --budget-s ${BUDGET_S:-400} 2>&1 \
   | tee "$OUT/gpu_check.log"
