@@ -3,7 +3,9 @@
 Stage 1 (data): expert ``push`` demonstrations -> validate -> dataset summary -> trajectory plot.
 Stage 2 (policy): train a diffusion policy on them (configs/policies/diffusion_push.yaml) -> evaluate in
 simulation -> success rate and training-curve PNG.
-Later stages (export -> ROS 2 closed loop) extend this same function.
+Stage 3 (export): export it to ONNX (parity checked) -> evaluate the ONNX model on the same seeds -> its success
+rate and chunk latency next to PyTorch's.
+Later stages (ROS 2 closed loop) extend this same function.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from robostack.errors import RobostackError
+from robostack.utils.table import format_table
 
 
 @dataclass
@@ -35,7 +38,8 @@ class QuickstartConfig:
 def add(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "quickstart",
-        help="the main job on built-in defaults (demos -> validate -> summary -> plot -> train -> eval)",
+        help="the main job on built-in defaults (demos -> validate -> summary -> plot -> train -> eval -> "
+        "export -> eval ONNX)",
     )
     p.add_argument("--out", default=QuickstartConfig.out)
     p.add_argument("--episodes", type=int, default=QuickstartConfig.episodes)
@@ -55,6 +59,7 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
     from robostack.data.info import format_summary, store_summary
     from robostack.data.validate import validate_store
     from robostack.eval.evaluate import evaluate
+    from robostack.export import ExportConfig, export_policy
     from robostack.sim.demos import DemoConfig, generate_demos
     from robostack.train.trainer import train
     from robostack.utils.plots import plot_push_trajectories
@@ -109,6 +114,24 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
     (run / "eval.json").write_text(json.dumps(ev.to_json(), indent=1))
     print(ev.table())
 
+    _stage(7, f"export it to ONNX -> {run / 'model.onnx'}")
+    report = export_policy(ExportConfig(policy=str(policy_run), out=str(run / "model.onnx")))
+    print(report.table())
+
+    _stage(8, f"evaluate the ONNX model on the same {cfg.eval_episodes} seeds (onnxruntime, CPU)")
+    ev_onnx = evaluate(run / "model.onnx", cfg.task, cfg.eval_episodes, cfg.workers, seed=100_000)
+    (run / "eval_onnx.json").write_text(json.dumps(ev_onnx.to_json(), indent=1))
+    print(
+        format_table(
+            ["backend", "success (95% CI)", "chunk latency p50 / p99 ms"],
+            [
+                (name, f"{100 * e.success_rate:.0f}% ({100 * e.ci95[0]:.0f}-{100 * e.ci95[1]:.0f})",
+                 f"{e.latency_p50_ms:.2f} / {e.latency_p99_ms:.2f}")
+                for name, e in (("PyTorch (eager)", ev), ("ONNX (onnxruntime)", ev_onnx))
+            ],
+        )
+    )  # fmt: skip
+
     result = {
         "store": str(store),
         "episodes": info["episodes"],
@@ -121,12 +144,17 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
         "policy_success_ci95": list(ev.ci95),
         "chunk_latency_p50_ms": ev.latency_p50_ms,
         "training_curve": str(policy_run / "training_curve.png"),
+        "onnx_model": report.path,
+        "onnx_parity_max_abs": report.parity_max_abs,
+        "onnx_success_rate": ev_onnx.success_rate,
+        "onnx_chunk_latency_p50_ms": ev_onnx.latency_p50_ms,
         "seconds": time.perf_counter() - t0,
     }
     (run / "result.json").write_text(json.dumps(result, indent=1))
     print(
         f"\nquickstart done in {result['seconds']:.0f} s: demonstrations {100 * info['success_rate']:.0f}% successful, "
-        f"diffusion policy {100 * ev.success_rate:.0f}% ({ev.successes}/{ev.episodes}); results in {run}/"
+        f"diffusion policy {100 * ev.success_rate:.0f}% ({ev.successes}/{ev.episodes}), as ONNX "
+        f"{100 * ev_onnx.success_rate:.0f}% at {ev_onnx.latency_p50_ms:.1f} ms per chunk; results in {run}/"
     )
     return result
 
