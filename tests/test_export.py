@@ -168,6 +168,10 @@ def test_export_eval_and_infer_bench_through_the_cli(tmp_path, push_store):
     assert onnx_res["episodes"] == 3 and onnx_res["latency_p50_ms"] > 0
     again = json.loads(run_cli("eval", "--policy", model, *ev, "--workers", "2", check=True).stdout)
     assert again["per_episode"] == onnx_res["per_episode"]  # seeded noise: workers change nothing
+    short = json.loads(run_cli("eval", "--policy", model, *ev, "--n-action-steps", "2", check=True).stdout)
+    assert short["episodes"] == 3  # re-plans every 2 steps instead of 8
+    assert_one_line_error(run_cli("eval", "--policy", model, *ev, "--n-action-steps", "9"), "n_action_steps")
+    assert_one_line_error(run_cli("eval", "--policy", run, *ev, "--n-action-steps", "99"), "n_action_steps")
     proc = run_cli("infer-bench", "--model", model, "--iters", "5", "--warmup", "1", "--out", tmp_path / "ib")
     assert proc.returncode == 0, proc.stderr
     res = json.loads((tmp_path / "ib" / "results.json").read_text())

@@ -61,6 +61,8 @@ def train_and_eval_lerobot(
     folder.mkdir(parents=True, exist_ok=True)
     torch.save(model.policy.state_dict(), folder / "lerobot_diffusion.pt")
     model.eval()
+    if ev.get("n_action_steps"):
+        model.config.n_action_steps = int(ev["n_action_steps"])  # LeRobot sizes its action queue on reset()
     result = evaluate_in_process(
         model, "lerobot DiffusionPolicy", ev["task"], ev.get("episodes", 50), ev.get("seed", 100_000)
     )

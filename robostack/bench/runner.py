@@ -128,7 +128,12 @@ def run_one(run: dict[str, Any], out_dir: Path, eval_workers: int) -> RunResult:
     metrics = [json.loads(x) for x in (folder / "metrics.jsonl").read_text().splitlines()]
     sps = [m["samples_per_s"] for m in metrics if "samples_per_s" in m]
     result = evaluate(
-        folder, ev["task"], ev.get("episodes", 50), ev.get("workers", eval_workers), ev.get("seed", 100_000)
+        folder,
+        ev["task"],
+        ev.get("episodes", 50),
+        ev.get("workers", eval_workers),
+        ev.get("seed", 100_000),
+        n_action_steps=ev.get("n_action_steps"),
     )
     print(result.table())
     return RunResult.from_eval(run, cfg.policy["type"], cfg.steps, train_s, sps[-1] if sps else 0.0, result)

@@ -36,6 +36,12 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=100_000)
     p.add_argument("--video", default=None, help="folder for one video per worker")
     p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--n-action-steps",
+        type=int,
+        default=None,
+        help="actions executed per chunk (default: the policy's own)",
+    )
     p.set_defaults(func=cmd_eval)
 
 
@@ -81,7 +87,15 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from robostack.eval.evaluate import evaluate
 
-    result = evaluate(args.policy, args.task, args.episodes, args.workers, args.seed, args.video)
+    result = evaluate(
+        args.policy,
+        args.task,
+        args.episodes,
+        args.workers,
+        args.seed,
+        args.video,
+        n_action_steps=args.n_action_steps,
+    )
     if args.json:
         print(json.dumps(result.to_json(), indent=1))
     else:

@@ -62,7 +62,7 @@ class EvalResult:
 _STATE: dict[str, Any] = {}
 
 
-def _init(policy_path: str, task_name: str, video_dir: str | None) -> None:
+def _init(policy_path: str, task_name: str, video_dir: str | None, n_action_steps: int | None = None) -> None:
     import torch
 
     os.environ.setdefault("MUJOCO_GL", "egl")
@@ -71,6 +71,8 @@ def _init(policy_path: str, task_name: str, video_dir: str | None) -> None:
     from robostack.sim.registry import make_task
 
     policy = load_any_policy(policy_path, threads=1)
+    if n_action_steps:
+        policy.set_n_action_steps(n_action_steps)
     cams = {k.removeprefix("obs/image_"): size for k, size in policy.spec.image_keys.items()}
     kwargs = {"cameras": tuple(cams), "image_size": next(iter(cams.values()))} if cams else {}
     _STATE["policy"] = policy
@@ -181,6 +183,7 @@ def evaluate(
     seed: int = 100_000,
     video_dir: str | None = None,
     progress: bool = True,
+    n_action_steps: int | None = None,
 ) -> EvalResult:
     from robostack.policies.loading import read_any_spec
 
@@ -198,7 +201,7 @@ def evaluate(
 
         threads, rng_state = torch.get_num_threads(), torch.get_rng_state()
         try:
-            _init(str(policy_path), task, video_dir)
+            _init(str(policy_path), task, video_dir, n_action_steps)
             for s in seeds:
                 results.append(_episode(s))
                 bar.update(1)
@@ -207,7 +210,9 @@ def evaluate(
             torch.set_rng_state(rng_state)
     else:
         ctx = mp.get_context("spawn")
-        with ctx.Pool(workers, initializer=_init, initargs=(str(policy_path), task, video_dir)) as pool:
+        with ctx.Pool(
+            workers, initializer=_init, initargs=(str(policy_path), task, video_dir, n_action_steps)
+        ) as pool:
             for r in pool.imap(_episode, seeds):
                 results.append(r)
                 bar.update(1)

@@ -185,6 +185,13 @@ class Policy(nn.Module, ABC):
             out[k] = x if x.shape[1] == n else (x[:, :n] if first else x[:, -n:])
         return out
 
+    def set_n_action_steps(self, n: int) -> None:
+        """Execute ``n`` actions per chunk before re-planning (an inference-time choice, no retraining)."""
+        most = self.window_horizon() - self.config.n_obs_steps + 1
+        if not 1 <= n <= most:
+            raise RobostackError(f"n_action_steps must be in [1, {most}] for this policy, got {n}")
+        self.config.n_action_steps = n
+
     def clip_actions(self, actions: torch.Tensor) -> torch.Tensor:
         return torch.maximum(torch.minimum(actions, self.action_high), self.action_low)
 

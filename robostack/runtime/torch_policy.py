@@ -65,6 +65,14 @@ class TorchRuntimePolicy:
         for _ in range(warmup):
             self.predict_chunk(self.example_obs())
 
+    def set_n_action_steps(self, n: int) -> None:
+        """Execute only the first ``n`` actions of each chunk."""
+        if not 1 <= n <= self.policy.config.n_action_steps:
+            raise RobostackError(
+                f"n_action_steps must be in [1, {self.policy.config.n_action_steps}], got {n}"
+            )
+        self.n_action_steps = n
+
     def seed(self, seed: int) -> None:
         self._gen = torch.Generator(device="cpu").manual_seed(seed)
 
@@ -78,7 +86,7 @@ class TorchRuntimePolicy:
     def select_action(self, obs: dict[str, Any]) -> np.ndarray:
         self.spec.check_obs(obs, batched=False)
         frame = {k: np.asarray(obs[k]) for k in self.spec.obs}
-        return self._stepper.step(frame, lambda h: self.predict_chunk(h)[0])
+        return self._stepper.step(frame, lambda h: self.predict_chunk(h)[0][: self.n_action_steps])
 
     @torch.no_grad()
     def predict_chunk(self, obs: dict[str, Any], noise: np.ndarray | None = None) -> np.ndarray:
