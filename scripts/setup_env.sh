@@ -19,9 +19,9 @@ PIP="$VENV/bin/python -m pip --disable-pip-version-check"
 $PIP install -q --upgrade pip
 echo "installing robostack and its dependencies into $VENV (first time: a few minutes, torch is large)..."
 # torch + torchvision, numpy, mujoco, zarr, pyarrow... move together: one constraints file for every install.
-$PIP install -q -c requirements/constraints.txt -e ".[dev,compare]"
+$PIP install -q -c requirements/constraints.txt -e ".[dev,compare,ros]"
 # LeRobot pins torch<2.11 in every release: install it without its deps, then the deps it needs here.
 $PIP install -q -c requirements/constraints.txt -r requirements/lerobot.txt
 $PIP install -q -c requirements/constraints.txt --no-deps lerobot==0.4.4
-"$VENV/bin/python" -c "import robostack, torch, mujoco, robosuite, zarr, lerobot; print('environment ready:', 'torch', torch.__version__, 'mujoco', mujoco.__version__, 'zarr', zarr.__version__)"
+"$VENV/bin/python" -c "import robostack, torch, mujoco, robosuite, zarr, lerobot, onnxruntime, rclpy; print('environment ready:', 'torch', torch.__version__, 'mujoco', mujoco.__version__, 'zarr', zarr.__version__)"
 echo "$want" > "$VENV/.robostack-installed"

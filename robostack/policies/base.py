@@ -195,6 +195,10 @@ class Policy(nn.Module, ABC):
     def clip_actions(self, actions: torch.Tensor) -> torch.Tensor:
         return torch.maximum(torch.minimum(actions, self.action_high), self.action_low)
 
+    def pending_actions(self) -> list[np.ndarray]:
+        """Actions planned but not yet returned by ``select_action``."""
+        return self._stepper.pending()
+
     @property
     def will_plan(self) -> bool:
         """True when the next ``select_action`` runs the network (its action queue is empty)."""

@@ -30,6 +30,10 @@ class ChunkStepper:
         """True when the next ``step`` calls the planner (the action queue is empty)."""
         return not self._queue
 
+    def pending(self) -> list[np.ndarray]:
+        """Planned actions not yet returned (what a trajectory command publishes ahead)."""
+        return list(self._queue)
+
     def step(self, frame: Frame, plan: Callable[[Frame], np.ndarray]) -> np.ndarray:
         """Remember ``frame``; when the queue is empty, ``plan`` maps the (1, T_o, ...) history to (T_a, Da)."""
         if not self._history:

@@ -79,6 +79,10 @@ class TorchRuntimePolicy:
     def reset(self) -> None:
         self._stepper.reset()
 
+    def pending_actions(self) -> list[np.ndarray]:
+        """Actions planned but not yet returned by ``select_action``."""
+        return self._stepper.pending()
+
     @property
     def will_plan(self) -> bool:
         return self._stepper.will_plan

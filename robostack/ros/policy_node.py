@@ -1,0 +1,297 @@
+"""``policy_node``: a lifecycle node running an exported policy in the control loop, with the safety a robot needs.
+
+configure: load the model through ``robostack.runtime``, check its observation/action spec against the topic map,
+           warm up; a mismatch fails the transition with one clear log line (the node never activates).
+activate:  a timer at the model's control rate (or ``rate_hz``): latest observations -> ``select_action`` ->
+           guard -> command (``std_msgs/Float64MultiArray``, or a ``trajectory_msgs/JointTrajectory`` chunk).
+Safety, checked every period before anything is commanded:
+- stale-observation watchdog: a required topic older than ``max_obs_age_s`` -> stop commanding (hold), reset the
+  policy's history; resume only when every topic is fresh again;
+- NaN/Inf guard on the model output -> hold; clip to the action bounds and to ``max_delta_per_step``;
+- latched e-stop: ``~/estop`` (std_msgs/Bool, true) engages it; only the ``~/reset`` service (std_srvs/Trigger)
+  clears it. Each reaction is logged once when it starts and once when it clears.
+Health on ``~/status`` (std_msgs/String, JSON) once per second: achieved rate, timer period error, inference
+latency and observation-to-command latency (p50/p99), watchdog and e-stop state, command counts.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections import deque
+from typing import Any
+
+import numpy as np
+import rclpy
+import rclpy.executors
+from builtin_interfaces.msg import Duration
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from std_msgs.msg import Bool, Float32MultiArray, Float64MultiArray, String
+from std_srvs.srv import Trigger
+
+from robostack.errors import RobostackError
+from robostack.ros.safety import ActionGuard, EStopLatch, OnceLogger, StaleWatchdog
+from robostack.ros.topic_map import TopicMap, to_array
+
+PARAMS: dict[str, Any] = {
+    "model": "",  # exported model.onnx
+    "topic_map": "",  # YAML: observation key -> topic/type, command topic/type
+    "device": "cpu",  # cpu | cuda | auto
+    "threads": 1,
+    "rate_hz": 0.0,  # 0: the model's control rate
+    "max_obs_age_s": 0.25,
+    "max_delta_per_step": 0.0,  # 0: no limit on the change between consecutive commands
+    "autostart": False,  # configure + activate at start-up (no lifecycle manager needed)
+}
+
+
+def _msg_type(kind: str) -> Any:
+    if kind == "joint_state":
+        from sensor_msgs.msg import JointState
+
+        return JointState
+    if kind == "pose":
+        from geometry_msgs.msg import PoseStamped
+
+        return PoseStamped
+    if kind == "image":
+        from sensor_msgs.msg import Image
+
+        return Image
+    return Float32MultiArray
+
+
+def _pct(values: Any) -> list[float]:
+    a = np.asarray(list(values), float)
+    return (
+        [round(float(np.percentile(a, 50)), 4), round(float(np.percentile(a, 99)), 4)]
+        if a.size
+        else [0.0, 0.0]
+    )
+
+
+class PolicyNode(LifecycleNode):
+    def __init__(self, name: str = "policy_node", **kwargs: Any) -> None:
+        super().__init__(name, **kwargs)
+        for k, v in PARAMS.items():
+            self.declare_parameter(k, v)
+        self.policy: Any = None
+        self.timer = None
+        self._subs: list[Any] = []
+        self._latest: dict[str, np.ndarray] = {}
+        self._events = OnceLogger(lambda m: self.get_logger().warning(m))
+        self.estop = EStopLatch()
+        self._stats: dict[str, deque[float]] = {k: deque(maxlen=2000) for k in ("period", "infer", "o2c")}
+        self._last_tick = 0.0
+        self._counts = {"commands": 0, "held": 0}
+        self._estop_sub = self.create_subscription(Bool, "~/estop", self._on_estop, 10)
+        self._reset_srv = self.create_service(Trigger, "~/reset", self._on_reset)
+        self._status_pub = self.create_publisher(String, "~/status", 10)
+        self._status_timer = self.create_timer(1.0, self._publish_status)
+        if self.get_parameter("autostart").value:
+            self.create_timer(0.0, self._autostart_once)
+
+    def p(self, name: str) -> Any:
+        return self.get_parameter(name).value
+
+    def _autostart_once(self) -> None:
+        for t in list(self.timers):  # one-shot: drop the zero-period timer that called us
+            if t.timer_period_ns == 0:
+                self.destroy_timer(t)
+        if self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
+            self.trigger_activate()
+
+    # ------------------------------------------------------------------ lifecycle
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        from robostack.runtime import load
+
+        try:
+            self.topic_map = TopicMap.load(self.p("topic_map"))
+            self.policy = load(self.p("model"), device=self.p("device"), threads=int(self.p("threads")))
+            problems = self.topic_map.check_against(self.policy.spec)
+            if problems:
+                raise RobostackError(f"model spec does not match the topic map: {problems[0]}")
+        except RobostackError as exc:
+            self.policy = None
+            self.get_logger().error(f"configure failed: {exc}")
+            return TransitionCallbackReturn.FAILURE
+        spec = self.policy.spec
+        self.rate_hz = float(self.p("rate_hz")) or spec.control_rate_hz
+        self.watchdog = StaleWatchdog(list(spec.obs), float(self.p("max_obs_age_s")))
+        delta = float(self.p("max_delta_per_step"))
+        self.guard = ActionGuard(np.asarray(spec.action_low), np.asarray(spec.action_high), delta or None)
+        for key in spec.obs:
+            src = self.topic_map.observations[key]
+            self._subs.append(
+                self.create_subscription(
+                    _msg_type(src.type), src.topic, lambda msg, s=src: self._on_obs(s, msg), 10
+                )
+            )
+        cmd = self.topic_map.command
+        if cmd.type == "joint_trajectory":
+            from trajectory_msgs.msg import JointTrajectory
+
+            self.cmd_pub = self.create_publisher(JointTrajectory, cmd.topic, 10)
+        else:
+            self.cmd_pub = self.create_publisher(Float64MultiArray, cmd.topic, 10)
+        self.get_logger().info(
+            f"configured: {self.p('model')} ({self.policy.backend}), {len(spec.obs)} observation topics, "
+            f"commands on {cmd.topic} at {self.rate_hz:g} Hz"
+        )
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.policy.reset()
+        self.guard.reset()
+        self._last_tick = 0.0
+        self.timer = self.create_timer(1.0 / self.rate_hz, self._tick)
+        self.get_logger().info("active")
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        if self.timer is not None:
+            self.destroy_timer(self.timer)
+            self.timer = None
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        for s in self._subs:
+            self.destroy_subscription(s)
+        self._subs.clear()
+        self.policy = None
+        return TransitionCallbackReturn.SUCCESS
+
+    # ------------------------------------------------------------------ callbacks
+    def _on_obs(self, src: Any, msg: Any) -> None:
+        try:
+            self._latest[src.key] = to_array(src, msg)
+        except RobostackError as exc:
+            self._events.set(f"bad:{src.key}", True, f"ignoring message: {exc}")
+            return
+        self._events.set(f"bad:{src.key}", False)
+        self.watchdog.feed(src.key, time.monotonic())
+
+    def _on_estop(self, msg: Bool) -> None:
+        if msg.data and self.estop.trigger("~/estop"):
+            self.get_logger().error("E-STOP engaged: commands stopped until ~/reset")
+
+    def _on_reset(self, request: Any, response: Any) -> Any:
+        was = self.estop.reset()
+        if was:
+            self.policy is not None and self.policy.reset()
+            self.guard.reset() if self.policy is not None else None
+            self.get_logger().warning("e-stop reset: commanding resumes")
+        response.success = True
+        response.message = "e-stop cleared" if was else "e-stop was not engaged"
+        return response
+
+    def _hold(self) -> None:
+        self._counts["held"] += 1
+
+    def _tick(self) -> None:
+        t0 = time.monotonic()
+        if self._last_tick:
+            self._stats["period"].append(t0 - self._last_tick)
+        self._last_tick = t0
+        if self.estop.engaged:
+            return self._hold()
+        stale = self.watchdog.stale(t0)
+        self._events.set(
+            "stale", bool(stale),
+            f"watchdog: no fresh data on {', '.join(stale)} (limit {self.watchdog.max_age_s} s): holding",
+            "watchdog: all observations fresh again: resuming",
+        )  # fmt: skip
+        if stale:
+            self.policy.reset()  # the history is out of date; start over from the first fresh frame
+            self.guard.reset()
+            return self._hold()
+        obs = {k: self._latest[k] for k in self.policy.spec.obs}
+        planning = self.policy.will_plan
+        t_inf = time.monotonic()
+        try:
+            action = self.policy.select_action(obs)
+        except RobostackError as exc:
+            self._events.set("obs", True, f"observation refused: {exc}: holding")
+            return self._hold()
+        self._events.set("obs", False, cleared="observations accepted again")
+        infer = time.monotonic() - t_inf
+        if planning:
+            self._stats["infer"].append(infer)
+        result = self.guard(action)
+        self._events.set(
+            "guard", result.action is None, f"{result.refused}: holding", "policy output valid again"
+        )
+        if result.action is None:
+            self.policy.reset()
+            return self._hold()
+        self._publish(result.action)
+        self._stats["o2c"].append(time.monotonic() - t0 - infer)
+        self._counts["commands"] += 1
+
+    def _publish(self, action: np.ndarray) -> None:
+        cmd = self.topic_map.command
+        if cmd.type == "float64_array":
+            self.cmd_pub.publish(Float64MultiArray(data=[float(x) for x in action]))
+            return
+        from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+        points = [action]
+        for a in self.policy.pending_actions():  # the rest of the chunk, guarded point by point
+            g = self.guard(a)
+            if g.action is None:
+                break
+            points.append(g.action)
+        self.guard.reset(action)  # the next step is limited against what executes next, not the chunk's tail
+        msg = JointTrajectory(joint_names=list(cmd.joints))
+        for i, a in enumerate(points):
+            t = (i + 1) / self.rate_hz
+            msg.points.append(
+                JointTrajectoryPoint(
+                    positions=[float(x) for x in a],
+                    time_from_start=Duration(sec=int(t), nanosec=int(t % 1 * 1e9)),
+                )
+            )
+        self.cmd_pub.publish(msg)
+
+    def status(self) -> dict[str, Any]:
+        periods = self._stats["period"]
+        now = time.monotonic()
+        return {
+            "state": "active" if self.timer is not None else "inactive",
+            "rate_hz": round(1.0 / float(np.mean(periods)), 2) if periods else 0.0,
+            "target_rate_hz": getattr(self, "rate_hz", 0.0),
+            "period_error_ms_p50_p99": _pct(abs(x - 1.0 / self.rate_hz) * 1e3 for x in periods)
+            if periods
+            else [],
+            "inference_ms_p50_p99": _pct(x * 1e3 for x in self._stats["infer"]),
+            "obs_to_command_ms_p50_p99": _pct(x * 1e3 for x in self._stats["o2c"]),
+            "watchdog_stale": self.watchdog.stale(now) if self.timer is not None else [],
+            "estop": self.estop.engaged,
+            "commands": self._counts["commands"],
+            "held": self._counts["held"],
+        }
+
+    def _publish_status(self) -> None:
+        self._status_pub.publish(String(data=json.dumps(self.status())))
+
+
+def main(args: list[str] | None = None) -> int:
+    rclpy.init(args=args if args is not None else sys.argv)
+    node = PolicyNode()
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
+        pass
+    except Exception:
+        if rclpy.ok():  # a shutdown signal mid-transition invalidates the context: not an error
+            raise
+    finally:
+        node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Entry points of the robostack ROS 2 nodes; the implementations live in ``robostack.ros``."""

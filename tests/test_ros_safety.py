@@ -1,0 +1,55 @@
+"""The policy node's safety pieces and topic-map parsing, without ROS."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from robostack.errors import RobostackError
+from robostack.ros.safety import ActionGuard, EStopLatch, OnceLogger, StaleWatchdog
+from robostack.ros.topic_map import TopicMap
+
+
+def test_watchdog_needs_every_stream_fresh():
+    w = StaleWatchdog(["a", "b"], max_age_s=0.25)
+    assert w.stale(0.0) == ["a", "b"]  # never seen counts as stale
+    w.feed("a", 1.0)
+    w.feed("b", 1.1)
+    assert w.stale(1.2) == [] and w.stale(1.26) == ["a"] and w.stale(1.4) == ["a", "b"]
+
+
+def test_guard_refuses_nan_clips_and_limits_rate():
+    g = ActionGuard(np.array([-1.0, -1.0]), np.array([1.0, 1.0]), max_delta=0.1)
+    assert g(np.array([np.nan, 0.0])).action is None
+    r = g(np.array([2.0, 0.0]))
+    assert r.clipped and np.allclose(r.action, [1.0, 0.0])
+    r = g(np.array([0.0, 0.5]))  # limited against the last command
+    assert r.rate_limited and np.allclose(r.action, [0.9, 0.1])
+    assert g(np.zeros(3)).action is None
+
+
+def test_estop_latches_until_reset_and_logger_logs_once():
+    e = EStopLatch()
+    assert e.trigger("x") and not e.trigger("y") and e.engaged and e.reason == "x"
+    assert e.reset() and not e.engaged and not e.reset()
+    logs: list[str] = []
+    log = OnceLogger(logs.append)
+    for _ in range(5):
+        log.set("stale", True, "stale!", "fresh")
+    log.set("stale", False, cleared="fresh")
+    assert logs == ["stale!", "fresh"]
+
+
+@pytest.mark.parametrize(
+    ("doc", "msg"),
+    [
+        ({}, "needs an 'observations' mapping"),
+        ({"observations": {"obs/a": {"topic": "/a"}}}, "needs 'topic' and 'type'"),
+        ({"observations": {"obs/a": {"topic": "/a", "type": "laser"}}}, "has type 'laser'"),
+        ({"observations": {"obs/a": {"topic": "/a", "type": "joint_state"}}}, "must list its joints by name"),
+        ({"observations": {}, "command": {"type": "joint_trajectory"}}, "must list its joints"),
+    ],
+)
+def test_topic_map_errors(doc, msg):
+    with pytest.raises(RobostackError, match=msg):
+        TopicMap.from_dict(doc)
