@@ -23,6 +23,10 @@ def declared(node_exec: str) -> set[str]:
         from robostack.ros.policy_node import PARAMS
 
         return set(PARAMS)
+    if node_exec == "sim_robot_node":
+        from robostack.ros.sim_robot_node import PARAMS
+
+        return set(PARAMS)
     raise AssertionError(f"unknown node executable {node_exec}")
 
 
@@ -35,7 +39,8 @@ def test_colcon_build(tmp_path):
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     inst = ws / "install" / "robostack_ros"
-    assert (inst / "lib" / "robostack_ros" / "policy_node").is_file()
+    for exe in ("policy_node", "sim_robot_node"):
+        assert (inst / "lib" / "robostack_ros" / exe).is_file()
     for f in (
         "launch/robot.launch.xml",
         "config/policy_node.yaml",

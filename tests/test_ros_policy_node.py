@@ -6,6 +6,7 @@ its reset service, a NaN-producing model (hold, never a NaN command) and a spec 
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -66,6 +67,7 @@ def model(tmp_path_factory):
     m.graph.initializer.append(numpy_helper.from_array(np.array(np.nan, np.float32), "nan_const"))
     m.graph.node.append(helper.make_node("Mul", [out + "_raw", "nan_const"], [out]))
     onnx.save(m, str(base / "nan.onnx"))
+    export_policy(ExportConfig(policy=str(base / "pol"), out=str(base / "push_like.onnx")))
     return base
 
 
@@ -201,3 +203,29 @@ def test_spec_mismatch_refuses_to_activate(ros, model, tmp_path):
     finally:
         log = _stop(proc)
     assert "configure failed: model spec does not match the topic map: 'obs/state' needs 4 values" in log, log
+
+
+def test_sim_launch_closed_loop(ros, model):
+    """sim.launch.xml as declared (sim robot + policy node), read and started as separate processes."""
+    from launch_reader import PKG_SHARE, read_launch, start
+
+    nodes = read_launch(
+        PKG_SHARE["robostack_ros"] / "launch" / "sim.launch.xml",
+        {"model": str(model / "push_like.onnx"), "episodes": "2", "seed": "7"},
+    )
+    assert [n.name for n in nodes] == ["sim_robot_node", "policy_node"]
+    episodes, joints = [], []
+    ros.node.create_subscription(String, "/sim_robot_node/episode", lambda m: episodes.append(m.data), 10)
+    ros.node.create_subscription(
+        JointState, "/robot/joint_states", lambda m: joints.append(list(m.position)), 10
+    )
+    ros.send.update(state=False, object=False)  # the sim robot publishes the observations now
+    procs = start(nodes)
+    try:
+        assert ros.wait_for(lambda: len(episodes) == 2, 90), "episodes did not complete"
+    finally:
+        logs = [_stop(p) for p in procs]
+    reports = [json.loads(e) for e in episodes]
+    assert [r["seed"] for r in reports] == [7, 8] and all(r["steps"] >= 1 for r in reports)
+    assert np.ptp(np.array(joints), axis=0).max() > 1e-3, "the pusher never moved: commands were not applied"
+    assert "configured" in logs[1] and "sim robot 'push'" in logs[0], logs

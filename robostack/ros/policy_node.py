@@ -43,6 +43,7 @@ PARAMS: dict[str, Any] = {
     "max_obs_age_s": 0.25,
     "max_delta_per_step": 0.0,  # 0: no limit on the change between consecutive commands
     "autostart": False,  # configure + activate at start-up (no lifecycle manager needed)
+    "reset_topic": "",  # std_msgs/UInt32 announcing a new episode: clears the history and the action queue
 }
 
 
@@ -89,6 +90,10 @@ class PolicyNode(LifecycleNode):
         self._reset_srv = self.create_service(Trigger, "~/reset", self._on_reset)
         self._status_pub = self.create_publisher(String, "~/status", 10)
         self._status_timer = self.create_timer(1.0, self._publish_status)
+        if self.p("reset_topic"):
+            from std_msgs.msg import UInt32
+
+            self.create_subscription(UInt32, self.p("reset_topic"), self._on_episode_start, 10)
         if self.get_parameter("autostart").value:
             self.create_timer(0.0, self._autostart_once)
 
@@ -171,6 +176,13 @@ class PolicyNode(LifecycleNode):
             return
         self._events.set(f"bad:{src.key}", False)
         self.watchdog.feed(src.key, time.monotonic())
+
+    def _on_episode_start(self, msg: Any) -> None:
+        if self.policy is not None:
+            self.policy.reset()
+            self.guard.reset()
+            self._latest.clear()  # wait for the new episode's first observations
+            self.watchdog.reset()
 
     def _on_estop(self, msg: Bool) -> None:
         if msg.data and self.estop.trigger("~/estop"):

@@ -24,6 +24,10 @@ class StaleWatchdog:
     def feed(self, key: str, now: float) -> None:
         self._stamp[key] = now
 
+    def reset(self) -> None:
+        """Forget every stamp: everything counts as stale until fed again."""
+        self._stamp.clear()
+
     def stale(self, now: float) -> list[str]:
         """Required streams never seen or older than ``max_age_s`` at ``now`` (empty: all fresh)."""
         return [k for k in self.required if now - self._stamp.get(k, -np.inf) > self.max_age_s]

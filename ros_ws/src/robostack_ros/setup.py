@@ -22,5 +22,10 @@ setup(
     maintainer="robostack developers",
     description="robostack policy deployment on ROS 2",
     license="Apache-2.0",
-    entry_points={"console_scripts": [f"policy_node = {PACKAGE}.policy_node:main"]},
+    entry_points={
+        "console_scripts": [
+            f"policy_node = {PACKAGE}.policy_node:main",
+            f"sim_robot_node = {PACKAGE}.sim_robot_node:main",
+        ]
+    },
 )
