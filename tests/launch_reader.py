@@ -1,7 +1,7 @@
 """Start the nodes a ROS 2 XML launch file declares, as separate processes, without ros2launch (not on PyPI).
 
 Understands what robostack's launch files use: <arg name default>, $(var NAME), $(find-pkg-share robostack_ros),
-<node pkg exec name> with <param name value>, <param from=FILE> and <remap from to>. Anything else in a launch
+<node pkg exec name [if]> with <param name value>, <param from=FILE> and <remap from to>. Anything else in a launch
 file is an error here, so the files cannot grow features this reader silently ignores.
 """
 
@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 PKG_SHARE = {"robostack_ros": Path(__file__).resolve().parents[1] / "ros_ws" / "src" / "robostack_ros"}
-MODULES = {"policy_node": "robostack.ros.policy_node", "sim_robot_node": "robostack.ros.sim_robot_node"}
+MODULES = {
+    n: f"robostack.ros.{n}" for n in ("policy_node", "sim_robot_node", "teleop_mux_node", "recorder_node")
+}
 
 
 @dataclass
@@ -65,6 +67,11 @@ def read_launch(path: Path, args: dict[str, str]) -> list[NodeDecl]:
             else:
                 raise ValueError(f"{path.name}: launch argument '{name}' is required")
         elif el.tag == "node":
+            cond = sub(el.get("if", "true")).lower()
+            if cond not in ("true", "false", "1", "0"):
+                raise ValueError(f"{path.name}: if='{cond}' is not a boolean")
+            if cond in ("false", "0"):
+                continue
             node = NodeDecl(el.get("pkg"), el.get("exec"), el.get("name"))
             for child in el:
                 if child.tag == "param" and child.get("from"):

@@ -23,10 +23,10 @@ def declared(node_exec: str) -> set[str]:
         from robostack.ros.policy_node import PARAMS
 
         return set(PARAMS)
-    if node_exec == "sim_robot_node":
-        from robostack.ros.sim_robot_node import PARAMS
+    if node_exec in ("sim_robot_node", "teleop_mux_node", "recorder_node"):
+        import importlib
 
-        return set(PARAMS)
+        return set(importlib.import_module(f"robostack.ros.{node_exec}").PARAMS)
     raise AssertionError(f"unknown node executable {node_exec}")
 
 
@@ -39,7 +39,7 @@ def test_colcon_build(tmp_path):
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     inst = ws / "install" / "robostack_ros"
-    for exe in ("policy_node", "sim_robot_node"):
+    for exe in ("policy_node", "sim_robot_node", "teleop_mux_node", "recorder_node"):
         assert (inst / "lib" / "robostack_ros" / exe).is_file()
     for f in (
         "launch/robot.launch.xml",

@@ -27,12 +27,12 @@ import rclpy
 import rclpy.executors
 from builtin_interfaces.msg import Duration
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
-from std_msgs.msg import Bool, Float32MultiArray, Float64MultiArray, String
+from std_msgs.msg import Bool, Float64MultiArray, String
 from std_srvs.srv import Trigger
 
 from robostack.errors import RobostackError
 from robostack.ros.safety import ActionGuard, EStopLatch, OnceLogger, StaleWatchdog
-from robostack.ros.topic_map import TopicMap, to_array
+from robostack.ros.topic_map import TopicMap, message_class, to_array
 
 PARAMS: dict[str, Any] = {
     "model": "",  # exported model.onnx
@@ -45,22 +45,6 @@ PARAMS: dict[str, Any] = {
     "autostart": False,  # configure + activate at start-up (no lifecycle manager needed)
     "reset_topic": "",  # std_msgs/UInt32 announcing a new episode: clears the history and the action queue
 }
-
-
-def _msg_type(kind: str) -> Any:
-    if kind == "joint_state":
-        from sensor_msgs.msg import JointState
-
-        return JointState
-    if kind == "pose":
-        from geometry_msgs.msg import PoseStamped
-
-        return PoseStamped
-    if kind == "image":
-        from sensor_msgs.msg import Image
-
-        return Image
-    return Float32MultiArray
 
 
 def _pct(values: Any) -> list[float]:
@@ -130,7 +114,7 @@ class PolicyNode(LifecycleNode):
             src = self.topic_map.observations[key]
             self._subs.append(
                 self.create_subscription(
-                    _msg_type(src.type), src.topic, lambda msg, s=src: self._on_obs(s, msg), 10
+                    message_class(src.type), src.topic, lambda msg, s=src: self._on_obs(s, msg), 10
                 )
             )
         cmd = self.topic_map.command

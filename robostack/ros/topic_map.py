@@ -127,6 +127,25 @@ class TopicMap:
         return problems
 
 
+def message_class(kind: str) -> Any:
+    """The ROS message class of an observation type (imported here: parsing a map needs no ROS)."""
+    if kind == "joint_state":
+        from sensor_msgs.msg import JointState
+
+        return JointState
+    if kind == "pose":
+        from geometry_msgs.msg import PoseStamped
+
+        return PoseStamped
+    if kind == "image":
+        from sensor_msgs.msg import Image
+
+        return Image
+    from std_msgs.msg import Float32MultiArray
+
+    return Float32MultiArray
+
+
 def to_array(src: ObsSource, msg: Any) -> np.ndarray:
     """Message of the declared type -> observation array (raises SpecError naming the key on a bad message)."""
     if src.type == "float32_array":

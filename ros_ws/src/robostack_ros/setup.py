@@ -26,6 +26,8 @@ setup(
         "console_scripts": [
             f"policy_node = {PACKAGE}.policy_node:main",
             f"sim_robot_node = {PACKAGE}.sim_robot_node:main",
+            f"teleop_mux_node = {PACKAGE}.teleop_mux_node:main",
+            f"recorder_node = {PACKAGE}.recorder_node:main",
         ]
     },
 )
