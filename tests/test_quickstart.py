@@ -14,7 +14,7 @@ def test_quickstart_runs_every_stage(tmp_path):
     short = ["--train-steps", "30", "--eval-episodes", "2"]
     proc = run_cli("quickstart", "--out", out, "--episodes", "12", "--workers", "1", *short)
     assert proc.returncode == 0, proc.stderr
-    for stage in ("stage 1", "stage 2", "stage 3", "stage 4", "stage 5", "stage 6", "stage 7", "stage 8"):
+    for stage in [f"stage {i}" for i in range(1, 10)]:
         assert stage in proc.stdout
     assert "demos.zarr: ok" in proc.stdout and "success rate     100.0%" in proc.stdout
     result = json.loads((out / "result.json").read_text())
@@ -25,10 +25,16 @@ def test_quickstart_runs_every_stage(tmp_path):
     assert result["onnx_parity_max_abs"] <= 1e-5 and (out / "model.onnx").is_file()
     assert 0.0 <= result["onnx_success_rate"] <= 1.0 and result["onnx_chunk_latency_p50_ms"] > 0
     assert "ONNX (onnxruntime)" in proc.stdout
+    ros = result["ros"]  # closed loop through ROS 2 on the first eval seeds
+    assert ros["episodes"] == 2 and 0 <= ros["successes"] <= 2 and ros["status"]["commands"] > 0
+    assert "ROS 2 closed loop" in proc.stdout
     png = out / "trajectories.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
     assert EpisodeStore(out / "demos.zarr").n_episodes == 12
     assert json.loads((out / "quickstart.json").read_text())["episodes"] == 12
     # rerunning starts clean instead of appending
-    assert run_cli("quickstart", "--out", out, "--episodes", "5", "--workers", "1", *short).returncode == 0
+    again = run_cli(
+        "quickstart", "--out", out, "--episodes", "5", "--workers", "1", *short, "--ros-episodes", "0"
+    )
+    assert again.returncode == 0, again.stderr
     assert EpisodeStore(out / "demos.zarr").n_episodes == 5

@@ -123,3 +123,21 @@ def test_sim_launch_closed_loop(ros, model):
     assert [r["seed"] for r in reports] == [7, 8] and all(r["steps"] >= 1 for r in reports)
     assert np.ptp(np.array(joints), axis=0).max() > 1e-3, "the pusher never moved: commands were not applied"
     assert "configured" in logs[1] and "sim robot 'push'" in logs[0], logs
+
+
+def test_eval_through_ros_cli(model):
+    """`robostack eval --ros`: sim robot + policy node processes, episodes on the evaluator's seeds."""
+    from conftest import assert_one_line_error, run_cli
+
+    proc = run_cli(
+        "eval", "--policy", model / "push_like.onnx", "--task", "push", "--episodes", "2", "--ros", "--json"
+    )
+    assert proc.returncode == 0, proc.stderr
+    res = json.loads(proc.stdout)
+    assert res["episodes"] == 2 and [e["seed"] for e in res["per_episode"]] == [100_000, 100_001]
+    assert (
+        res["policy_status"]["commands"] > 0 and len(res["policy_status"]["obs_to_command_ms_p50_p99"]) == 2
+    )
+    assert_one_line_error(
+        run_cli("eval", "--policy", model / "push_like.policy", "--task", "push", "--ros"), "exported model"
+    )

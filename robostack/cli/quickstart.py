@@ -5,7 +5,8 @@ Stage 2 (policy): train a diffusion policy on them (configs/policies/diffusion_p
 simulation -> success rate and training-curve PNG.
 Stage 3 (export): export it to ONNX (parity checked) -> evaluate the ONNX model on the same seeds -> its success
 rate and chunk latency next to PyTorch's.
-Later stages (ROS 2 closed loop) extend this same function.
+Stage 4 (deployment): run the ONNX model in closed loop through ROS 2 (sim_robot_node + policy_node processes
+over DDS) on the first seeds of the same evaluation -> success next to the in-process number.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from robostack.errors import RobostackError
 from robostack.utils.table import format_table
@@ -33,6 +35,8 @@ class QuickstartConfig:
     """Diffusion-policy training steps (about 7 minutes on 2 CPU cores)."""
     eval_episodes: int = 20
     policy_config: str = "configs/policies/diffusion_push.yaml"
+    ros_episodes: int = 10
+    """Episodes of the closed-loop ROS 2 stage (real time: ~5 s each); 0 skips it."""
 
 
 def add(sub: argparse._SubParsersAction) -> None:
@@ -47,6 +51,7 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=QuickstartConfig.seed)
     p.add_argument("--train-steps", type=int, default=QuickstartConfig.train_steps)
     p.add_argument("--eval-episodes", type=int, default=QuickstartConfig.eval_episodes)
+    p.add_argument("--ros-episodes", type=int, default=QuickstartConfig.ros_episodes)
     p.set_defaults(func=cmd_quickstart)
 
 
@@ -132,6 +137,8 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
         )
     )  # fmt: skip
 
+    ros = _ros_stage(cfg, run, ev_onnx)
+
     result = {
         "store": str(store),
         "episodes": info["episodes"],
@@ -148,15 +155,45 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
         "onnx_parity_max_abs": report.parity_max_abs,
         "onnx_success_rate": ev_onnx.success_rate,
         "onnx_chunk_latency_p50_ms": ev_onnx.latency_p50_ms,
+        "ros": ros,
         "seconds": time.perf_counter() - t0,
     }
     (run / "result.json").write_text(json.dumps(result, indent=1))
     print(
         f"\nquickstart done in {result['seconds']:.0f} s: demonstrations {100 * info['success_rate']:.0f}% successful, "
         f"diffusion policy {100 * ev.success_rate:.0f}% ({ev.successes}/{ev.episodes}), as ONNX "
-        f"{100 * ev_onnx.success_rate:.0f}% at {ev_onnx.latency_p50_ms:.1f} ms per chunk; results in {run}/"
+        f"{100 * ev_onnx.success_rate:.0f}% at {ev_onnx.latency_p50_ms:.1f} ms per chunk"
+        + (f", through ROS 2 {ros['successes']}/{ros['episodes']}" if ros else "")
+        + f"; results in {run}/"
     )
     return result
+
+
+def _ros_stage(cfg: QuickstartConfig, run: Path, ev_onnx: Any) -> dict[str, Any] | None:
+    n = min(cfg.ros_episodes, cfg.eval_episodes)
+    if n < 1:
+        return None
+    _stage(9, f"run the ONNX model in closed loop through ROS 2 on the first {n} seeds (real time)")
+    try:
+        from robostack.ros.closed_loop import ClosedLoopConfig, run_closed_loop
+    except ImportError as exc:
+        print(f"skipped: ROS 2 is not installed here ({exc})")
+        return None
+    res = run_closed_loop(ClosedLoopConfig(str(run / "model.onnx"), cfg.task, n, seed=100_000))
+    same = ev_onnx.per_episode[:n]
+    in_proc = sum(e["success"] for e in same)
+    (run / "eval_ros.json").write_text(json.dumps(res.to_json(), indent=1))
+    print(
+        format_table(
+            ["same seeds", "success"],
+            [("in-process (onnxruntime)", f"{in_proc}/{n}"), ("ROS 2 closed loop", f"{res.successes}/{n}")],
+        )
+    )
+    st = res.policy_status
+    print(
+        f"policy node: {st.get('rate_hz')} Hz, obs-to-command p50/p99 {st.get('obs_to_command_ms_p50_p99')} ms"
+    )
+    return {"episodes": n, "successes": res.successes, "in_process_successes": in_proc, "status": st}
 
 
 def _train_config(cfg: QuickstartConfig, store: Path):
@@ -182,6 +219,7 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
             seed=args.seed,
             train_steps=args.train_steps,
             eval_episodes=args.eval_episodes,
+            ros_episodes=args.ros_episodes,
         )
     )
     return 0

@@ -44,6 +44,7 @@ PARAMS: dict[str, Any] = {
     "max_delta_per_step": 0.0,  # 0: no limit on the change between consecutive commands
     "autostart": False,  # configure + activate at start-up (no lifecycle manager needed)
     "reset_topic": "",  # std_msgs/UInt32 announcing a new episode: clears the history and the action queue
+    "n_action_steps": 0,  # actions executed per chunk; 0: the model's own
 }
 
 
@@ -98,6 +99,8 @@ class PolicyNode(LifecycleNode):
         try:
             self.topic_map = TopicMap.load(self.p("topic_map"))
             self.policy = load(self.p("model"), device=self.p("device"), threads=int(self.p("threads")))
+            if int(self.p("n_action_steps")):
+                self.policy.set_n_action_steps(int(self.p("n_action_steps")))
             problems = self.topic_map.check_against(self.policy.spec)
             if problems:
                 raise RobostackError(f"model spec does not match the topic map: {problems[0]}")

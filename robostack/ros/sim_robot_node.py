@@ -4,8 +4,8 @@ with no hardware.
 At the task's control rate it publishes what a robot driver would: ``/<prefix>/joint_states``
 (sensor_msgs/JointState; for ``state`` vectors laid out as positions then velocities, named by the task's feature
 names) and every observation key as ``/<prefix>/<key>`` (std_msgs/Float32MultiArray). It applies the latest
-command from ``command_topic`` (std_msgs/Float64MultiArray; none received since the last step -> zero action, the
-way a velocity controller times out). When an episode ends it publishes ``~/episode`` (std_msgs/String, JSON:
+command from ``command_topic`` (std_msgs/Float64MultiArray) for up to ``command_timeout_s``, then a zero action
+(the way a velocity controller's command timeout behaves). When an episode ends it publishes ``~/episode`` (std_msgs/String, JSON:
 seed, success, steps, return) and, with ``auto_reset``, starts the next seed after announcing it on
 ``/<prefix>/episode_start`` (std_msgs/UInt32) so the policy node can clear its history; ``~/reset``
 (std_srvs/Trigger) restarts the current seed sequence on demand.
@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from typing import Any
 
 import numpy as np
@@ -35,6 +36,7 @@ PARAMS: dict[str, Any] = {
     "auto_reset": True,
     "rate_hz": 0.0,  # 0: the task's control rate
     "start_delay_s": 0.0,  # wait before the first episode (lets subscribers connect)
+    "command_timeout_s": 0.2,  # the last command stays applied this long (a controller's command timeout)
 }
 
 
@@ -58,6 +60,8 @@ class SimRobotNode(Node):
         self.create_service(Trigger, "~/reset", self._on_reset)
         self.action_dim = int(np.prod(spec.action.shape))
         self._command: np.ndarray | None = None
+        self._command_t = 0.0
+        self._command_timeout = float(self.p("command_timeout_s"))
         self.seed = int(self.p("seed"))
         self.done_episodes = 0
         self.obs: dict[str, np.ndarray] | None = None
@@ -92,6 +96,7 @@ class SimRobotNode(Node):
             self.get_logger().warning(f"ignoring command of shape {a.shape} (or non-finite)", once=True)
             return
         self._command = a
+        self._command_t = time.monotonic()
 
     def _tick(self) -> None:
         if self._delay_ticks > 0:
@@ -103,8 +108,8 @@ class SimRobotNode(Node):
                 return
             self._start()
             return
-        action = self._command if self._command is not None else np.zeros(self.action_dim, np.float32)
-        self._command = None
+        fresh = self._command is not None and time.monotonic() - self._command_t <= self._command_timeout
+        action = self._command if fresh else np.zeros(self.action_dim, np.float32)
         self.obs, reward, terminated, truncated, info = self.task.step(action)
         self.steps += 1
         self.ret += float(reward)
