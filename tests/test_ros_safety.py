@@ -53,3 +53,34 @@ def test_estop_latches_until_reset_and_logger_logs_once():
 def test_topic_map_errors(doc, msg):
     with pytest.raises(RobostackError, match=msg):
         TopicMap.from_dict(doc)
+
+
+def test_messages_to_arrays():
+    pytest.importorskip("rclpy")
+    from geometry_msgs.msg import PoseStamped
+    from sensor_msgs.msg import Image, JointState
+
+    from robostack.errors import SpecError
+    from robostack.ros.topic_map import ObsSource, to_array
+
+    js = ObsSource("obs/state", "/js", "joint_state", ["b", "a"], ["position", "velocity"])
+    msg = JointState(name=["a", "b", "c"], position=[1.0, 2.0, 3.0], velocity=[0.1, 0.2, 0.3])
+    np.testing.assert_allclose(to_array(js, msg), [2.0, 1.0, 0.2, 0.1])  # by name, in the map's order
+    with pytest.raises(SpecError, match=r"joint\(s\) \['b'\] not in /js"):
+        to_array(js, JointState(name=["a"], position=[1.0], velocity=[0.0]))
+    with pytest.raises(SpecError, match="1 velocity values for 2 joints"):
+        to_array(js, JointState(name=["a", "b"], position=[1.0, 2.0], velocity=[0.0]))
+    pose = PoseStamped()
+    pose.pose.position.x, pose.pose.orientation.w = 0.5, 1.0
+    np.testing.assert_allclose(to_array(ObsSource("obs/p", "/p", "pose"), pose), [0.5, 0, 0, 0, 0, 0, 1.0])
+    rgb = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)
+    padded = np.zeros((2, 12), np.uint8)  # rows padded to a 12-byte step, as drivers may send them
+    padded[:, :9] = rgb.reshape(2, 9)
+    cam = ObsSource("obs/image_front", "/cam", "image")
+    img = Image(height=2, width=3, encoding="rgb8", step=12, data=padded.tobytes())
+    np.testing.assert_array_equal(to_array(cam, img), rgb)
+    img.encoding = "bgr8"
+    np.testing.assert_array_equal(to_array(cam, img), rgb[..., ::-1])
+    img.encoding = "mono16"
+    with pytest.raises(SpecError, match="encoding 'mono16'"):
+        to_array(cam, img)
