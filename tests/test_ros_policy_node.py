@@ -72,7 +72,10 @@ def test_closed_loop_watchdog_and_estop(ros, model):
     finally:
         log = _stop(proc)
     assert "watchdog: no fresh data on obs/object" in log and "E-STOP engaged" in log, log
-    assert log.count("watchdog: no fresh data") == 1  # logged once, not every period
+    # each stale spell is logged once when it starts and once when it clears, never every period (a loaded machine
+    # may add a short spell of its own, so count spells rather than expect exactly one)
+    stops, resumes = log.count("watchdog: no fresh data"), log.count("all observations fresh again")
+    assert 1 <= stops <= resumes + 1 and stops <= 3, log
 
 
 def test_nan_model_holds(ros, model):
