@@ -144,3 +144,33 @@ def test_eval_through_ros_cli(model):
     assert_one_line_error(
         run_cli("eval", "--policy", model / "push_like.policy", "--task", "push", "--ros"), "exported model"
     )
+
+
+def test_joint_trajectory_chunk_output(ros, model, tmp_path):
+    """command type joint_trajectory: the planned chunk goes out with time_from_start one period apart."""
+    from trajectory_msgs.msg import JointTrajectory
+
+    traj_map = tmp_path / "traj.yaml"
+    traj_map.write_text(
+        TOPIC_MAP.replace(
+            "command: {type: float64_array, topic: /t/commands}",
+            "command: {type: joint_trajectory, topic: /t/trajectory, joints: [slide_x, slide_y]}",
+        )
+    )
+    got = []
+    ros.node.create_subscription(JointTrajectory, "/t/trajectory", got.append, 10)
+    proc = start_node(model / "model.onnx", traj_map)
+    try:
+        assert ros.wait_for(lambda: len(got) >= 8, 60), "no trajectories"
+    finally:
+        _stop(proc)
+    lengths = [len(m.points) for m in got]
+    assert (
+        max(lengths) == 4 and min(lengths) >= 1
+    )  # a whole 4-action chunk when it plans, its tail afterwards
+    msg = next(m for m in got if len(m.points) == 4)
+    assert list(msg.joint_names) == ["slide_x", "slide_y"]
+    times = [p.time_from_start.sec + p.time_from_start.nanosec * 1e-9 for p in msg.points]
+    np.testing.assert_allclose(times, [0.05, 0.10, 0.15, 0.20], atol=1e-6)
+    pos = np.array([list(p.positions) for p in msg.points])
+    assert pos.shape == (4, 2) and np.isfinite(pos).all() and np.abs(pos).max() <= 1.0
