@@ -23,8 +23,6 @@ from collections import deque
 from typing import Any
 
 import numpy as np
-import rclpy
-import rclpy.executors
 from builtin_interfaces.msg import Duration
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from std_msgs.msg import Bool, Float64MultiArray, String
@@ -32,6 +30,7 @@ from std_srvs.srv import Trigger
 
 from robostack.errors import RobostackError
 from robostack.ros.safety import ActionGuard, EStopLatch, OnceLogger, StaleWatchdog
+from robostack.ros.spin import run_node
 from robostack.ros.topic_map import TopicMap, message_class, to_array
 
 PARAMS: dict[str, Any] = {
@@ -276,20 +275,7 @@ class PolicyNode(LifecycleNode):
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args if args is not None else sys.argv)
-    node = PolicyNode()
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
-    except Exception:
-        if rclpy.ok():  # a shutdown signal mid-transition invalidates the context: not an error
-            raise
-    finally:
-        node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
-    return 0
+    return run_node(PolicyNode, "policy_node", args)
 
 
 if __name__ == "__main__":

@@ -17,14 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import rclpy
-import rclpy.executors
 from rclpy.node import Node
 from std_msgs.msg import Bool, Float64MultiArray
 from std_srvs.srv import SetBool, Trigger
 
 from robostack.errors import RobostackError
 from robostack.ros.safety import OnceLogger
+from robostack.ros.spin import run_node
 from robostack.ros.topic_map import TopicMap, message_class, to_array
 
 PARAMS: dict[str, Any] = {
@@ -182,22 +181,7 @@ class RecorderNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args if args is not None else sys.argv)
-    try:
-        node = RecorderNode()
-    except RobostackError as exc:
-        print(f"recorder_node: error: {exc}", file=sys.stderr)
-        rclpy.shutdown()
-        return 1
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
-    return 0
+    return run_node(RecorderNode, "recorder_node", args)
 
 
 if __name__ == "__main__":

@@ -20,12 +20,12 @@ import time
 from typing import Any
 
 import numpy as np
-import rclpy
-import rclpy.executors
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float32MultiArray, Float64MultiArray, String, UInt32
 from std_srvs.srv import Trigger
+
+from robostack.ros.spin import run_node
 
 PARAMS: dict[str, Any] = {
     "task": "push",
@@ -142,20 +142,7 @@ class SimRobotNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args if args is not None else sys.argv)
-    node = SimRobotNode()
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
-    except Exception:
-        if rclpy.ok():
-            raise
-    finally:
-        node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
-    return 0
+    return run_node(SimRobotNode, "sim_robot_node", args)
 
 
 if __name__ == "__main__":

@@ -14,12 +14,11 @@ import sys
 import time
 from typing import Any
 
-import rclpy
-import rclpy.executors
 from rclpy.node import Node
 from std_msgs.msg import Bool, Float64MultiArray
 
 from robostack.ros.safety import OnceLogger
+from robostack.ros.spin import run_node
 
 PARAMS: dict[str, Any] = {
     "policy_topic": "/policy/commands",
@@ -49,6 +48,7 @@ class TeleopMuxNode(Node):
         self.create_subscription(Float64MultiArray, p("policy_topic"), self._on_policy, 10)
         self.create_subscription(Float64MultiArray, p("human_topic"), self._on_human, 10)
         self.create_subscription(Bool, p("takeover_topic"), self._on_takeover, 10)
+        self.create_timer(0.05, self.check_silence)
         self.get_logger().info(
             f"policy {p('policy_topic')} | human {p('human_topic')} -> {p('output_topic')}"
         )
@@ -84,18 +84,7 @@ class TeleopMuxNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args if args is not None else sys.argv)
-    node = TeleopMuxNode()
-    node.create_timer(0.05, node.check_silence)
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
-    return 0
+    return run_node(TeleopMuxNode, "teleop_mux_node", args)
 
 
 if __name__ == "__main__":

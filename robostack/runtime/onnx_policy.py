@@ -15,11 +15,11 @@ import numpy as np
 
 from robostack.errors import RobostackError, SpecError
 from robostack.export.metadata import ACTION_OUTPUT, NOISE_INPUT, ModelMeta
-from robostack.policies.stepper import ChunkStepper
+from robostack.runtime.contract import RuntimePolicy
 from robostack.runtime.providers import check_active, providers_for
 
 
-class OnnxPolicy:
+class OnnxPolicy(RuntimePolicy):
     def __init__(
         self, path: str | os.PathLike[str], device: str = "cpu", threads: int = 0, warmup: int = 2
     ) -> None:
@@ -44,60 +44,24 @@ class OnnxPolicy:
         self.device = device
         self.backend = "onnxruntime"
         self.meta = ModelMeta.from_props(self.session.get_modelmeta().custom_metadata_map, str(self.path))
-        self.spec = self.meta.spec
+        self._init_contract(self.meta.spec, self.meta.n_obs_steps, self.meta.n_action_steps)
         names = [i.name for i in self.session.get_inputs()]
         if names != self.meta.inputs or ACTION_OUTPUT not in [o.name for o in self.session.get_outputs()]:
             raise RobostackError(
                 f"{self.path}: graph inputs {names} do not match its metadata {self.meta.inputs}"
             )
-        self._stepper = ChunkStepper(self.meta.n_obs_steps)
         self._rng = np.random.default_rng(self.meta.noise_seed)
         self._binding = self.session.io_binding() if device == "cuda" else None  # (measured no gain on CPU)
         # per key: (name, per-step shape, is image) -- precomputed, predict_chunk runs every control period
         self._keys = [(k, tuple(v.shape), v.dtype == "uint8") for k, v in self.spec.obs.items()]
         self._zeros: dict[int, np.ndarray] = {}
-        self._execute = 0
         for _ in range(warmup):
             self.predict_chunk(self.example_obs())
 
     # ------------------------------------------------------------------ contract
-    @property
-    def n_obs_steps(self) -> int:
-        return self.meta.n_obs_steps
-
-    @property
-    def n_action_steps(self) -> int:
-        return self._execute or self.meta.n_action_steps
-
-    def set_n_action_steps(self, n: int) -> None:
-        """Execute only the first ``n`` actions of each chunk (the graph's chunk length is fixed at export)."""
-        if not 1 <= n <= self.meta.n_action_steps:
-            raise RobostackError(
-                f"n_action_steps must be in [1, {self.meta.n_action_steps}] for this model, got {n}"
-            )
-        self._execute = n
-
     def seed(self, seed: int) -> None:
         """Re-seed the default noise (evaluation seeds it per episode, like the PyTorch path)."""
         self._rng = np.random.default_rng(seed)
-
-    def reset(self) -> None:
-        self._stepper.reset()
-
-    def pending_actions(self) -> list[np.ndarray]:
-        """Actions planned but not yet returned by ``select_action``."""
-        return self._stepper.pending()
-
-    @property
-    def will_plan(self) -> bool:
-        return self._stepper.will_plan
-
-    def select_action(self, obs: dict[str, Any]) -> np.ndarray:
-        self.spec.check_obs(obs, batched=False)
-        frame = {k: np.asarray(obs[k]) for k in self.spec.obs}
-        return self._stepper.step(
-            frame, lambda h: self._run(self._prepare(h), None)[0][: self.n_action_steps]
-        )
 
     def predict_chunk(self, obs: dict[str, Any], noise: np.ndarray | None = None) -> np.ndarray:
         """Raw observation histories (B, >= T_o, ...) -> executed actions (B, T_a, Da), float32."""
@@ -167,11 +131,3 @@ class OnnxPolicy:
         binding.bind_output(ACTION_OUTPUT, "cuda")
         self.session.run_with_iobinding(binding)
         return binding.copy_outputs_to_cpu()[0]
-
-    def example_obs(self, batch: int = 1) -> dict[str, np.ndarray]:
-        """A valid observation history (zeros / mid-grey images) for warm-up and benchmarks."""
-        out = {}
-        for k, spec in self.spec.obs.items():
-            shape = (batch, self.meta.n_obs_steps, *spec.shape)
-            out[k] = np.full(shape, 128, np.uint8) if spec.dtype == "uint8" else np.zeros(shape, np.float32)
-        return out

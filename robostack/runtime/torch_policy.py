@@ -15,13 +15,13 @@ import torch
 
 from robostack.errors import RobostackError, SpecError
 from robostack.policies.base import Policy
-from robostack.policies.stepper import ChunkStepper
+from robostack.runtime.contract import RuntimePolicy
 from robostack.runtime.providers import ProviderError
 
 MODES = ("eager", "cudagraph", "compile", "compile-cudagraph")
 
 
-class TorchRuntimePolicy:
+class TorchRuntimePolicy(RuntimePolicy):
     def __init__(
         self,
         policy: Policy,
@@ -46,17 +46,14 @@ class TorchRuntimePolicy:
             torch.backends.cudnn.allow_tf32 = tf32
             torch.backends.cuda.matmul.allow_tf32 = tf32
         self.policy = policy.to(device).eval()
-        self.spec = policy.spec
+        self._init_contract(policy.spec, policy.config.n_obs_steps, policy.config.n_action_steps)
         self.device = device
         self.mode = mode
         self.backend = f"torch-{mode}"
         self.steps = steps
-        self.n_obs_steps = policy.config.n_obs_steps
-        self.n_action_steps = policy.config.n_action_steps
         self.noise_shape = (policy.config.horizon, policy.spec.action.shape[0])
         self.gaussian = policy.config.type == "gaussian"
         self._gen = torch.Generator(device="cpu").manual_seed(noise_seed)
-        self._stepper = ChunkStepper(self.n_obs_steps)
         self._graphs: dict[int, tuple[Any, ...]] = {}
         # compile-cudagraph: inductor's fused kernels, replayed from one CUDA graph we record ourselves
         self._fn = (
@@ -65,32 +62,8 @@ class TorchRuntimePolicy:
         for _ in range(warmup):
             self.predict_chunk(self.example_obs())
 
-    def set_n_action_steps(self, n: int) -> None:
-        """Execute only the first ``n`` actions of each chunk."""
-        if not 1 <= n <= self.policy.config.n_action_steps:
-            raise RobostackError(
-                f"n_action_steps must be in [1, {self.policy.config.n_action_steps}], got {n}"
-            )
-        self.n_action_steps = n
-
     def seed(self, seed: int) -> None:
         self._gen = torch.Generator(device="cpu").manual_seed(seed)
-
-    def reset(self) -> None:
-        self._stepper.reset()
-
-    def pending_actions(self) -> list[np.ndarray]:
-        """Actions planned but not yet returned by ``select_action``."""
-        return self._stepper.pending()
-
-    @property
-    def will_plan(self) -> bool:
-        return self._stepper.will_plan
-
-    def select_action(self, obs: dict[str, Any]) -> np.ndarray:
-        self.spec.check_obs(obs, batched=False)
-        frame = {k: np.asarray(obs[k]) for k in self.spec.obs}
-        return self._stepper.step(frame, lambda h: self.predict_chunk(h)[0][: self.n_action_steps])
 
     @torch.no_grad()
     def predict_chunk(self, obs: dict[str, Any], noise: np.ndarray | None = None) -> np.ndarray:
@@ -139,10 +112,3 @@ class TorchRuntimePolicy:
         with torch.cuda.graph(graph):
             static_out = self._fn(static_obs, static_noise)
         return graph, static_obs, static_noise, static_out
-
-    def example_obs(self, batch: int = 1) -> dict[str, np.ndarray]:
-        out = {}
-        for k, spec in self.spec.obs.items():
-            shape = (batch, self.n_obs_steps, *spec.shape)
-            out[k] = np.full(shape, 128, np.uint8) if spec.dtype == "uint8" else np.zeros(shape, np.float32)
-        return out
