@@ -177,8 +177,9 @@ class PolicyNode(LifecycleNode):
     def _on_reset(self, request: Any, response: Any) -> Any:
         was = self.estop.reset()
         if was:
-            self.policy is not None and self.policy.reset()
-            self.guard.reset() if self.policy is not None else None
+            if self.policy is not None:  # start from fresh history and no rate-limit anchor
+                self.policy.reset()
+                self.guard.reset()
             self.get_logger().warning("e-stop reset: commanding resumes")
         response.success = True
         response.message = "e-stop cleared" if was else "e-stop was not engaged"
