@@ -4,6 +4,7 @@ multi-process DDP (gloo on CPU), images, and bad input."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -75,8 +76,24 @@ def test_same_seed_same_weights_and_resume(tmp_path, push_store):
     wc = load_file(str(tmp_path / "c/checkpoints/step_00000020/model.safetensors"))
     assert any(not (wa[k] == wc[k]).all() for k in wa)
     assert_one_line_error(run_cli(*args, "--out", tmp_path / "a"), "already exists")
+    walls = [r["train_s"] for r in map(json.loads, (tmp_path / "a/metrics.jsonl").read_text().splitlines())]
     run_cli("train", "--out", tmp_path / "a", "--resume", "--steps", "30", check=True)
     assert (tmp_path / "a/checkpoints/step_00000030/model.safetensors").exists()
+    resumed = [json.loads(x) for x in (tmp_path / "a/metrics.jsonl").read_text().splitlines()]
+    assert (
+        resumed[-1]["step"] == 30 and resumed[-1]["train_s"] > walls[-1] > 0
+    )  # wall time carried across resume
+
+
+def test_compiled_training(tmp_path, push_store):
+    out = tmp_path / "compiled"
+    args = ["train", "--policy", "gaussian", "--data", push_store, "--steps", "20", "--eval.episodes=0"]
+    run_cli(*args, "--out", out, "--compile=true", *family_args("gaussian"), *FAST, check=True)
+    losses = [json.loads(x)["loss"] for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert len(losses) == 2 and all(math.isfinite(v) for v in losses)
+    assert "compile: true" in (out / "config.yaml").read_text()
+    res = run_cli("eval", "--policy", out, "--task", "push", "--episodes", "1", "--json", check=True)
+    assert json.loads(res.stdout)["episodes"] == 1
 
 
 def test_ddp_two_processes_on_cpu(tmp_path, push_store):

@@ -69,6 +69,10 @@ class TrainConfig:
     save_every: int = 1000
     num_threads: int = 0
     """torch CPU threads (0: torch's default)."""
+    compile: bool = False
+    """torch.compile the training loss (forward and backward fused by Inductor). On this project's 2-core CPU the
+    1.1 M-parameter push U-Net steps ~1.6x faster after a one-off compile of 1-4 minutes, so it pays off from a few
+    thousand steps; off by default because short runs and tests would spend most of their time compiling."""
 
     def __post_init__(self) -> None:
         if self.steps < 1:

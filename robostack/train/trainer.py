@@ -166,6 +166,7 @@ def train(cfg: TrainConfig, out: str | os.PathLike[str], resume: bool = False, p
         lr=cfg.optim.lr,
         betas=tuple(cfg.optim.betas),
         weight_decay=cfg.optim.weight_decay,
+        fused=True,  # one kernel over all parameters: ~10% of a small U-Net's CPU step went to the for-each update
     )
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg.optim.warmup_steps, cfg.steps))
     start = 0
@@ -174,6 +175,8 @@ def train(cfg: TrainConfig, out: str | os.PathLike[str], resume: bool = False, p
     model: torch.nn.Module = _DDPLoss(policy)
     if world > 1:
         model = torch.nn.parallel.DistributedDataParallel(model)
+    if cfg.compile:
+        model = torch.compile(model)
 
     writer = None
     fingerprint = data_fingerprint(store, [e.index for e in buf.episodes])
@@ -197,6 +200,8 @@ def train(cfg: TrainConfig, out: str | os.PathLike[str], resume: bool = False, p
         disable=None if (progress and rank == 0) else True,
     )  # fmt: skip
     t0, samples = time.perf_counter(), 0
+    # Wall time of the optimisation loop, carried across --resume so a run folder says what it cost in total.
+    prior_s = _previous_train_seconds(run) if start else 0.0
     policy.train()
     for step in range(start, cfg.steps):
         batch = _to_tensors(train_windows.random_batch(cfg.optim.batch_size, rng), device)
@@ -218,6 +223,7 @@ def train(cfg: TrainConfig, out: str | os.PathLike[str], resume: bool = False, p
                 "loss": float(loss.detach()),
                 "lr": sched.get_last_lr()[0],
                 "samples_per_s": samples / (time.perf_counter() - t0),
+                "train_s": prior_s + time.perf_counter() - t0,
             }
             if val_windows is not None:
                 record["val_loss"] = _val_loss(
@@ -280,6 +286,14 @@ def _val_loss(
     torch.set_rng_state(torch_state)
     policy.train(was_training)
     return float(np.mean(losses))
+
+
+def _previous_train_seconds(run: Path) -> float:
+    path = run / "metrics.jsonl"
+    if not path.exists():
+        return 0.0
+    seconds = [r["train_s"] for r in map(json.loads, path.read_text().splitlines()) if "train_s" in r]
+    return seconds[-1] if seconds else 0.0
 
 
 def _log(record: dict[str, Any], writer: Any, f: Any) -> None:
