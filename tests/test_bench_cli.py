@@ -35,7 +35,14 @@ def test_bench_runs_a_suite_with_lerobot_side_by_side(tmp_path):
     assert results["push-lerobot"]["policy"] == "lerobot-diffusion"
     for r in results.values():
         assert r["episodes"] == 2 and r["samples_per_s"] > 0 and r["latency_p50_ms"] > 0
-    assert "push-lerobot" in (out / "results.md").read_text()
+    report = (out / "results.md").read_text()
+    assert "push-lerobot" in report and "push-diffusion vs push-lerobot: trains" in report
+    assert results["push-diffusion"]["train_seconds"] > 0
+    # re-running finds the trained checkpoint and reports the training time recorded in the run's metrics
+    again = run_cli("bench", "--suite", suite, "--out", out, "--only", "push-diffusion", check=True)
+    assert "train diffusion" in again.stdout
+    rerun = {r["name"]: r for r in json.loads((out / "results.json").read_text())}
+    assert rerun["push-diffusion"]["train_seconds"] == results["push-diffusion"]["train_seconds"]
     assert (out / "results.png").read_bytes()[:4] == b"\x89PNG"
     assert (out / "datasets" / "push_expert_20.zarr" / "zarr.json").exists()
 

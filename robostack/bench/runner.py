@@ -176,6 +176,21 @@ def merge_previous(results: list[RunResult], out_dir: Path) -> list[RunResult]:
     return [r for r in old if r.name not in fresh] + results
 
 
+def lerobot_ratios(results: list[RunResult]) -> list[str]:
+    """robostack's diffusion run against LeRobot's on the same dataset: training time and success, side by side."""
+    lines = []
+    for lr in (r for r in results if r.policy == "lerobot-diffusion"):
+        ours = [r for r in results if r.policy == "diffusion" and r.dataset == lr.dataset and r.task == lr.task]
+        for r in ours:
+            if r.train_seconds > 0 and lr.train_seconds > 0:
+                lines.append(
+                    f"{r.name} vs {lr.name}: trains {lr.train_seconds / r.train_seconds:.2f}x faster "
+                    f"({r.train_seconds:.0f} s vs {lr.train_seconds:.0f} s for {r.steps} steps, compile included), "
+                    f"success {100 * r.success_rate:.0f}% vs {100 * lr.success_rate:.0f}%"
+                )
+    return lines
+
+
 def write_report(suite: str, results: list[RunResult], out_dir: Path) -> None:
     results = merge_previous(results, out_dir)
     headers = [
@@ -196,12 +211,15 @@ def write_report(suite: str, results: list[RunResult], out_dir: Path) -> None:
         )
         for r in results
     ]  # fmt: skip
-    print("\n" + format_table(headers, rows))
+    ratios = lerobot_ratios(results)
+    print("\n" + format_table(headers, rows) + "".join(f"\n{line}" for line in ratios))
     (out_dir / "results.json").write_text(json.dumps([asdict(r) for r in results], indent=1))
     (out_dir / "results.md").write_text(
         f"# robostack bench --suite {suite} ({time.strftime('%Y-%m-%d')})\n\n"
         + format_markdown(headers, rows)
         + "\n"
+        + "".join(f"\n- {line}" for line in ratios)
+        + ("\n" if ratios else "")
     )
     from robostack.utils.plots import plot_bench
 
