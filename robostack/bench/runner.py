@@ -180,7 +180,9 @@ def lerobot_ratios(results: list[RunResult]) -> list[str]:
     """robostack's diffusion run against LeRobot's on the same dataset: training time and success, side by side."""
     lines = []
     for lr in (r for r in results if r.policy == "lerobot-diffusion"):
-        ours = [r for r in results if r.policy == "diffusion" and r.dataset == lr.dataset and r.task == lr.task]
+        ours = [
+            r for r in results if r.policy == "diffusion" and r.dataset == lr.dataset and r.task == lr.task
+        ]
         for r in ours:
             if r.train_seconds > 0 and lr.train_seconds > 0:
                 lines.append(
