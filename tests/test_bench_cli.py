@@ -43,6 +43,13 @@ def test_bench_runs_a_suite_with_lerobot_side_by_side(tmp_path):
     assert "train diffusion" in again.stdout
     rerun = {r["name"]: r for r in json.loads((out / "results.json").read_text())}
     assert rerun["push-diffusion"]["train_seconds"] == results["push-diffusion"]["train_seconds"]
+    # more steps than the run has (an interrupted benchmark, or a longer recipe): it resumes from the checkpoint
+    suite.write_text(SUITE.replace("steps: 20,", "steps: 30,", 1))
+    longer = run_cli("bench", "--suite", suite, "--out", out, "--only", "push-diffusion", check=True)
+    assert "resuming push-diffusion at step 20" in longer.stdout
+    assert (out / "runs/push-diffusion/checkpoints/last").read_text() == "step_00000030"
+    final = {r["name"]: r for r in json.loads((out / "results.json").read_text())}["push-diffusion"]
+    assert final["steps"] == 30 and final["train_seconds"] > results["push-diffusion"]["train_seconds"]
     assert (out / "results.png").read_bytes()[:4] == b"\x89PNG"
     assert (out / "datasets" / "push_expert_20.zarr" / "zarr.json").exists()
 

@@ -9,6 +9,7 @@ Markdown table, a JSON file and a PNG chart in ``--out``.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -105,6 +106,14 @@ def train_config(policy_name: str, data: Path, overrides: list[str]) -> TrainCon
     return from_dict(TrainConfig, cfg)
 
 
+def trained_steps(folder: Path) -> int | None:
+    """Step of the run's last checkpoint, or None when it has none (``checkpoints/last`` names ``step_NNNNNNNN``)."""
+    last = folder / "checkpoints" / "last"
+    if not last.is_file():
+        return None
+    return int(last.read_text().strip().removeprefix("step_"))
+
+
 def run_one(run: dict[str, Any], out_dir: Path, eval_workers: int) -> RunResult:
     from robostack.eval.evaluate import evaluate
     from robostack.train.trainer import train
@@ -121,8 +130,14 @@ def run_one(run: dict[str, Any], out_dir: Path, eval_workers: int) -> RunResult:
         return train_and_eval_lerobot(name, run, cfg, data, folder, ev)
     cfg = train_config(run["policy"], data, overrides)
     print(f"\n== {name}: train {cfg.policy['type']} for {cfg.steps} steps on {run['dataset']}")
-    if not (folder / "checkpoints" / "last").exists():
+    done = trained_steps(folder)
+    if done is None:
+        if folder.exists():  # killed before its first checkpoint: nothing in it is worth keeping
+            shutil.rmtree(folder)
         train(cfg, folder)
+    elif done < cfg.steps:  # an interrupted benchmark picks up its run from the last checkpoint
+        print(f"resuming {name} at step {done}")
+        train(cfg, folder, resume=True)
     metrics = [json.loads(x) for x in (folder / "metrics.jsonl").read_text().splitlines()]
     sps = [m["samples_per_s"] for m in metrics if "samples_per_s" in m]
     train_s = _train_seconds(metrics, cfg)
