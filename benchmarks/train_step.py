@@ -1,5 +1,6 @@
-"""Time one diffusion-policy training step three ways in the same process: eager with for-each AdamW (how LeRobot
-trains), eager with fused AdamW (robostack's default) and torch.compile'd loss + fused AdamW (``--compile=true``).
+"""Time one diffusion-policy training step in the same process: LeRobot's DiffusionPolicy (same U-Net, for-each
+AdamW, as `robostack bench` trains it), and robostack eager with for-each AdamW, eager with fused AdamW (the default)
+and the torch.compile'd loss + fused AdamW (``--compile=true``).
 
     .venv/bin/python benchmarks/train_step.py [--down-dims 32,64,128] [--batch 64] [--steps 30] [--threads 1]
 
@@ -21,18 +22,30 @@ from robostack.policies.base import PolicySpec
 from robostack.policies.checkpoint import build_policy
 from robostack.utils.table import format_table
 
+OBS = {"obs/state": FeatureSpec("float32", (4,)), "obs/object": FeatureSpec("float32", (6,))}
+SPEC = PolicySpec(OBS, FeatureSpec("float32", (2,)), [-1.0, -1.0], [1.0, 1.0], 20.0)
+STATS = {
+    k: KeyStats(
+        min=-np.ones(f.shape), max=np.ones(f.shape), mean=np.zeros(f.shape), std=np.ones(f.shape), count=1
+    )
+    for k, f in {**OBS, "action": SPEC.action}.items()
+}
+
+
+def policy_config(down_dims: list[int]) -> dict:
+    return {"type": "diffusion", "unet": {"down_dims": down_dims, "step_embed_dim": 64, "kernel_size": 5}}
+
 
 def make_policy(down_dims: list[int]) -> torch.nn.Module:
-    obs = {"obs/state": FeatureSpec("float32", (4,)), "obs/object": FeatureSpec("float32", (6,))}
-    spec = PolicySpec(obs, FeatureSpec("float32", (2,)), [-1.0, -1.0], [1.0, 1.0], 20.0)
-    stats = {
-        k: KeyStats(
-            min=-np.ones(f.shape), max=np.ones(f.shape), mean=np.zeros(f.shape), std=np.ones(f.shape), count=1
-        )
-        for k, f in {**obs, "action": spec.action}.items()
-    }
-    cfg = {"type": "diffusion", "unet": {"down_dims": down_dims, "step_embed_dim": 64, "kernel_size": 5}}
-    return build_policy("diffusion", cfg, spec, stats)
+    return build_policy("diffusion", policy_config(down_dims), SPEC, STATS)
+
+
+def lerobot_loss(down_dims: list[int]):
+    from robostack.compare.lerobot_diffusion import LeRobotDiffusion
+
+    model = LeRobotDiffusion(SPEC, STATS, policy_config(down_dims))
+    model.train()
+    return model.parameters(), lambda batch: (model.compute_loss(batch), {})
 
 
 def time_steps(loss_fn, opt, batch, steps: int) -> tuple[float, float]:
@@ -70,13 +83,18 @@ def main() -> None:
     }
     rows, base = [], None
     for name, fused, compiled in [
-        ("eager, for-each AdamW", False, False),
-        ("eager, fused AdamW", True, False),
-        ("torch.compile, fused AdamW", True, True),
+        ("LeRobot DiffusionPolicy, for-each AdamW", False, False),
+        ("robostack eager, for-each AdamW", False, False),
+        ("robostack eager, fused AdamW", True, False),
+        ("robostack torch.compile, fused AdamW", True, True),
     ]:
-        policy = make_policy(dims).train()
-        opt = torch.optim.AdamW(policy.parameters(), lr=1e-4, fused=fused)
-        loss_fn = torch.compile(policy.compute_loss) if compiled else policy.compute_loss
+        if name.startswith("LeRobot"):
+            params, loss_fn = lerobot_loss(dims)
+        else:
+            policy = make_policy(dims).train()
+            params = policy.parameters()
+            loss_fn = torch.compile(policy.compute_loss) if compiled else policy.compute_loss
+        opt = torch.optim.AdamW(params, lr=1e-4, fused=fused)
         per_step, first = time_steps(loss_fn, opt, batch, args.steps)
         base = base or per_step
         rows.append(
@@ -85,7 +103,7 @@ def main() -> None:
         )  # fmt: skip
     params = sum(p.numel() for p in make_policy(dims).parameters()) / 1e6
     print(f"U-Net {dims} ({params:.2f} M parameters), batch {args.batch}, {args.threads} thread(s)")
-    print(format_table(["step", "ms/step", "samples/s", "vs first row", "first step s"], rows))
+    print(format_table(["step", "ms/step", "samples/s", "speed-up vs LeRobot", "first step s"], rows))
 
 
 if __name__ == "__main__":
