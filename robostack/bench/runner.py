@@ -199,10 +199,10 @@ def lerobot_ratios(results: list[RunResult]) -> list[str]:
             r for r in results if r.policy == "diffusion" and r.dataset == lr.dataset and r.task == lr.task
         ]
         for r in ours:
-            if r.train_seconds >= 1 and lr.train_seconds >= 1:
+            if r.train_seconds > 0 and lr.train_seconds > 0:
                 lines.append(
                     f"{r.name} vs {lr.name}: trains {lr.train_seconds / r.train_seconds:.2f}x faster "
-                    f"({r.train_seconds:.0f} s vs {lr.train_seconds:.0f} s for {r.steps} steps, compile included), "
+                    f"({r.train_seconds:.1f} s vs {lr.train_seconds:.1f} s for {r.steps} steps, compile included), "
                     f"success {100 * r.success_rate:.0f}% vs {100 * lr.success_rate:.0f}%"
                 )
     return lines
