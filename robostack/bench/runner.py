@@ -17,6 +17,7 @@ from typing import Any
 
 from robostack.config import apply_overrides, from_dict, load_yaml
 from robostack.errors import RobostackError
+from robostack.policies.loading import LAST
 from robostack.sim.base import REPO_ROOT
 from robostack.train.config import TrainConfig
 from robostack.utils.table import format_markdown, format_table
@@ -108,7 +109,7 @@ def train_config(policy_name: str, data: Path, overrides: list[str]) -> TrainCon
 
 def trained_steps(folder: Path) -> int | None:
     """Step of the run's last checkpoint, or None when it has none (``checkpoints/last`` names ``step_NNNNNNNN``)."""
-    last = folder / "checkpoints" / "last"
+    last = folder / "checkpoints" / LAST
     if not last.is_file():
         return None
     return int(last.read_text().strip().removeprefix("step_"))
@@ -116,7 +117,7 @@ def trained_steps(folder: Path) -> int | None:
 
 def run_one(run: dict[str, Any], out_dir: Path, eval_workers: int) -> RunResult:
     from robostack.eval.evaluate import evaluate
-    from robostack.train.trainer import train
+    from robostack.train.trainer import recorded_train_seconds, train
 
     name = run["name"]
     data = make_dataset(run["dataset"], out_dir)
@@ -140,7 +141,7 @@ def run_one(run: dict[str, Any], out_dir: Path, eval_workers: int) -> RunResult:
         train(cfg, folder, resume=True)
     metrics = [json.loads(x) for x in (folder / "metrics.jsonl").read_text().splitlines()]
     sps = [m["samples_per_s"] for m in metrics if "samples_per_s" in m]
-    train_s = _train_seconds(metrics, cfg)
+    train_s = recorded_train_seconds(folder) or _throughput_train_seconds(metrics, cfg)
     result = evaluate(
         folder,
         ev["task"],
@@ -153,12 +154,8 @@ def run_one(run: dict[str, Any], out_dir: Path, eval_workers: int) -> RunResult:
     return RunResult.from_eval(run, cfg.policy["type"], cfg.steps, train_s, sps[-1] if sps else 0.0, result)
 
 
-def _train_seconds(metrics: list[dict[str, Any]], cfg: TrainConfig) -> float:
-    """Training cost from the run's own metrics, so re-evaluating an existing run reports what it took to train."""
-    walls = [m["train_s"] for m in metrics if "train_s" in m]
-    if walls:
-        return float(walls[-1])
-    # Runs written before train_s was logged: the final running average throughput gives the same figure.
+def _throughput_train_seconds(metrics: list[dict[str, Any]], cfg: TrainConfig) -> float:
+    """Training time of runs written before train_s was logged, from the final running-average throughput."""
     sps = [m["samples_per_s"] for m in metrics if "samples_per_s" in m]
     return cfg.steps * cfg.optim.batch_size / sps[-1] if sps else 0.0
 

@@ -201,7 +201,7 @@ def train(cfg: TrainConfig, out: str | os.PathLike[str], resume: bool = False, p
     )  # fmt: skip
     t0, samples = time.perf_counter(), 0
     # Wall time of the optimisation loop, carried across --resume so a run folder says what it cost in total.
-    prior_s = _previous_train_seconds(run) if start else 0.0
+    prior_s = recorded_train_seconds(run) if start else 0.0
     policy.train()
     for step in range(start, cfg.steps):
         batch = _to_tensors(train_windows.random_batch(cfg.optim.batch_size, rng), device)
@@ -288,7 +288,8 @@ def _val_loss(
     return float(np.mean(losses))
 
 
-def _previous_train_seconds(run: Path) -> float:
+def recorded_train_seconds(run: Path) -> float:
+    """Training wall time the run's metrics record so far (0 when none is recorded)."""
     path = run / "metrics.jsonl"
     if not path.exists():
         return 0.0
