@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+from robostack.config import load_yaml
+
 from conftest import assert_one_line_error, run_cli
 
 SUITE = """
@@ -50,6 +52,12 @@ def test_bench_runs_a_suite_with_lerobot_side_by_side(tmp_path):
     assert (out / "runs/push-diffusion/checkpoints/last").read_text() == "step_00000030"
     final = {r["name"]: r for r in json.loads((out / "results.json").read_text())}["push-diffusion"]
     assert final["steps"] == 30 and final["train_seconds"] > results["push-diffusion"]["train_seconds"]
+    # a changed recipe (another U-Net) trains afresh; the earlier run is set aside, not overwritten or reused
+    suite.write_text(SUITE.replace("steps: 20,", "steps: 30,", 1).replace("[16,32,64]", "[16,32,48]", 1))
+    changed = run_cli("bench", "--suite", suite, "--out", out, "--only", "push-diffusion", check=True)
+    assert "recipe changed (policy.unet.down_dims)" in changed.stdout
+    assert (out / "runs/push-diffusion.previous-1/checkpoints/last").read_text() == "step_00000030"
+    assert load_yaml(out / "runs/push-diffusion/config.yaml")["policy"]["unet"]["down_dims"] == [16, 32, 48]
     assert (out / "results.png").read_bytes()[:4] == b"\x89PNG"
     assert (out / "datasets" / "push_expert_20.zarr" / "zarr.json").exists()
 

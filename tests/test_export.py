@@ -18,7 +18,7 @@ from robostack.policies import PolicySpec, build_policy, save_policy
 from robostack.runtime import ProviderError, load
 
 from conftest import assert_one_line_error, run_cli
-from test_policies import SPEC, STATS, TINY_UNET
+from test_policies import SPEC, STATS, TINY_UNET, ks
 
 FAMILIES = {
     "diffusion": {**TINY_UNET, "num_inference_steps": 5},
@@ -54,11 +54,13 @@ def test_parity_on_fresh_random_inputs(exported, family):
     runtime = load(path, device="cpu")
     assert runtime.backend == "onnxruntime" and runtime.provider == "CPUExecutionProvider"
     feed = random_inputs(pol, 6, np.random.default_rng(123))  # not the exporter's own check inputs
-    noise = feed.pop("noise")
+    noise = feed.pop("noise", None)  # a Gaussian policy's graph is its mean: no noise input
+    assert (noise is None) == (family == "gaussian")
     got = runtime.predict_chunk(feed, noise=noise)
     with torch.no_grad():
         ref = pol.predict_chunk(
-            {k: torch.as_tensor(v) for k, v in feed.items()}, noise=torch.as_tensor(noise)
+            {k: torch.as_tensor(v) for k, v in feed.items()},
+            noise=None if noise is None else torch.as_tensor(noise),
         )
     assert got.shape == (6, pol.config.n_action_steps, 2)
     assert np.abs(got - ref.numpy()).max() <= 1e-5
@@ -83,7 +85,9 @@ def test_metadata_round_trip_and_checker(exported):
     props = {p.key: p.value for p in model.metadata_props}
     assert props["robostack.n_action_steps"] == "8" and props["robostack.family"] == "diffusion"
     assert [i.name for i in model.graph.input] == ["obs/state", "obs/object", "noise"]
-    assert read_model_meta(exported["gaussian"][1]).noise == "zeros"
+    gauss = exported["gaussian"][1]
+    assert read_model_meta(gauss).noise == "none"
+    assert [i.name for i in onnx.load(str(gauss)).graph.input] == ["obs/state", "obs/object"]
 
 
 def test_steps_override_and_fp16(tmp_path):
@@ -116,6 +120,44 @@ def test_select_action_contract_matches_pytorch(exported):
         np.testing.assert_allclose(runtime.select_action(obs), pol.select_action(obs), atol=1e-5)
 
 
+def test_gaussian_graph_keeps_exact_where_it_simplifies(tmp_path):
+    """The mean-only graph folds normalisation, drops a provably idle clip and rewrites Mish: check the cases
+    where those shortcuts must not apply (LayerNorm gains that allow e^x to overflow, action statistics wider
+    than the bounds) still match PyTorch, and that bound buffers do not leak between calls."""
+    from robostack.export.gaussian_graph import GaussianMeanGraph
+
+    wide = {**STATS, "action": ks([-3.0, -3.0], [3.0, 3.0])}
+    torch.manual_seed(0)
+    pol = build_policy("gaussian", FAMILIES["gaussian"], SPEC, wide).eval()
+    with torch.no_grad():
+        for m in pol.trunk:
+            if isinstance(m, torch.nn.LayerNorm):
+                m.weight.fill_(8.0)  # |gamma z| can reach 8 * sqrt(31) > 40: e^x would overflow unclamped
+    graph = GaussianMeanGraph(pol, list(SPEC.obs))
+    assert graph.clip and [m.bounded for m in graph.rest if hasattr(m, "bounded")] == [False, False]
+    folder = tmp_path / "g"
+    save_policy(pol, folder, wide, {"train_config": {"seed": 0}})
+    report = export_policy(ExportConfig(policy=str(folder), out=str(tmp_path / "g.onnx")))
+    assert report.parity_max_abs <= 1e-5
+    runtime = load(tmp_path / "g.onnx", "cpu")
+    feed = random_inputs(pol, 3, np.random.default_rng(9))
+    first = runtime.predict_chunk(feed)
+    with torch.no_grad():
+        ref = pol.predict_chunk({k: torch.as_tensor(v) for k, v in feed.items()}).numpy()
+    assert np.abs(first - ref).max() <= 1e-5 and np.abs(ref).max() == 1.0  # clipped to the bounds
+    kept = first.copy()
+    runtime.predict_chunk({k: v + 1.0 for k, v in feed.items()})
+    np.testing.assert_array_equal(first, kept)  # a later call does not write into an earlier result
+    with pytest.raises(SpecError, match="takes no noise"):
+        runtime.predict_chunk(feed, noise=np.zeros((3, 8, 2), np.float32))
+    with pytest.raises(SpecError, match="takes no noise"):
+        load(tmp_path / "g.onnx", "cpu", backend="torch").predict_chunk(feed, noise=np.zeros((3, 8, 2)))
+    bad = feed["obs/object"].copy()
+    bad[2, 1, 0] = np.inf
+    with pytest.raises(SpecError, match="'obs/object' holds NaN or Inf"):
+        runtime.predict_chunk({**feed, "obs/object": bad})
+
+
 def test_refusals(exported, tmp_path):
     _, path, _ = exported["diffusion"]
     runtime = load(path, "cpu")
@@ -132,6 +174,8 @@ def test_refusals(exported, tmp_path):
         runtime.select_action({"obs/state": np.zeros(4), "obs/object": np.zeros(2)})
     with pytest.raises(SpecError, match="noise has shape"):
         runtime.predict_chunk(good, noise=np.zeros((1, 8, 2), np.float32))
+    with pytest.raises(SpecError, match="disagree on the batch size"):
+        runtime.predict_chunk({**good, "obs/object": np.zeros((2, 2, 2), np.float32)})
     with pytest.raises(ProviderError, match="no GPU provider"):
         load(path, device="cuda", backend="onnxruntime")
     other = PolicySpec(

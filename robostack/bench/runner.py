@@ -115,6 +115,32 @@ def trained_steps(folder: Path) -> int | None:
     return int(last.read_text().strip().removeprefix("step_"))
 
 
+# Fields that decide what a run learns; steps may grow (the run resumes), the rest only change how it is computed.
+RECIPE_FIELDS = ("policy", "data", "optim", "ema", "seed")
+
+
+def recipe_changes(folder: Path, cfg: TrainConfig) -> list[str]:
+    """Dotted names of the recipe fields on which the run in ``folder`` differs from ``cfg``."""
+    saved = load_yaml(folder / "config.yaml")
+    now = json.loads(json.dumps(asdict(cfg), default=str))  # tuples -> lists, as the saved YAML has them
+
+    def diff(a: Any, b: Any, prefix: str) -> list[str]:
+        if isinstance(a, dict) and isinstance(b, dict):
+            return [d for k in sorted(set(a) | set(b)) for d in diff(a.get(k), b.get(k), f"{prefix}{k}.")]
+        return [] if a == b else [prefix.rstrip(".")]
+
+    return [d for f in RECIPE_FIELDS for d in diff(saved.get(f), now.get(f), f"{f}.")]
+
+
+def set_aside(folder: Path) -> Path:
+    """Move a run trained on an older recipe out of the way (never deleted: its numbers may be in a report)."""
+    n = 1
+    while (dest := folder.with_name(f"{folder.name}.previous-{n}")).exists():
+        n += 1
+    folder.rename(dest)
+    return dest
+
+
 def run_one(run: dict[str, Any], out_dir: Path, eval_workers: int) -> RunResult:
     from robostack.eval.evaluate import evaluate
     from robostack.train.trainer import recorded_train_seconds, train
@@ -132,6 +158,10 @@ def run_one(run: dict[str, Any], out_dir: Path, eval_workers: int) -> RunResult:
     cfg = train_config(run["policy"], data, overrides)
     print(f"\n== {name}: train {cfg.policy['type']} for {cfg.steps} steps on {run['dataset']}")
     done = trained_steps(folder)
+    if done is not None and (changed := recipe_changes(folder, cfg)):
+        kept = set_aside(folder)
+        print(f"{name}: the recipe changed ({', '.join(changed)}); the earlier run is kept in {kept}")
+        done = None
     if done is None:
         if folder.exists():  # killed before its first checkpoint: nothing in it is worth keeping
             shutil.rmtree(folder)

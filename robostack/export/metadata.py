@@ -42,16 +42,17 @@ class ModelMeta:
     steps: int
     """DDIM steps (diffusion) or integration steps (flow) unrolled in the graph; 0 for the Gaussian MLP."""
     noise: str
-    """How the runtime fills the ``noise`` input by default: 'gaussian' (seeded normal) or 'zeros' (the mean)."""
+    """How the runtime fills the ``noise`` input by default: 'gaussian' (seeded normal), 'zeros' (a Gaussian
+    policy's mean, as models exported before the mean-only graph have it) or 'none' (no noise input: the graph is the mean)."""
     noise_shape: list[int]
-    """Per-sample noise shape (T_p, Da)."""
+    """Per-sample noise shape (T_p, Da); empty when the graph takes no noise."""
     noise_seed: int
     stats_hash: str
     config_hash: str
     precision: str = "fp32"
     robostack_version: str = ""
     inputs: list[str] = field(default_factory=list)
-    """Graph input names, in order (observation keys, then ``noise``)."""
+    """Graph input names, in order (observation keys, then ``noise`` where the graph takes it)."""
     policy_config: dict[str, Any] = field(default_factory=dict)
     data: dict[str, Any] = field(default_factory=dict)
     """Fingerprint of the training data, copied from the checkpoint."""

@@ -27,6 +27,7 @@ import robostack
 from robostack.config import save_yaml
 from robostack.data.normalize import STATS_FILE
 from robostack.errors import RobostackError
+from robostack.export.gaussian_graph import GaussianMeanGraph
 from robostack.export.metadata import ACTION_OUTPUT, NOISE_INPUT, ModelMeta, config_hash
 from robostack.policies.base import Policy
 from robostack.policies.checkpoint import POLICY_JSON, WEIGHTS, load_policy, read_policy_meta
@@ -98,6 +99,11 @@ def noise_shape(policy: Policy) -> tuple[int, int]:
     return policy.config.horizon, policy.spec.action.shape[0]
 
 
+def takes_noise(policy: Policy) -> bool:
+    """Denoising graphs take their initial noise as an input; a Gaussian policy's graph is its mean."""
+    return policy.config.type != "gaussian"
+
+
 def random_inputs(policy: Policy, batch: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Fresh observation histories spread over the training range (slightly beyond it) plus noise."""
     out: dict[str, np.ndarray] = {}
@@ -112,14 +118,16 @@ def random_inputs(policy: Policy, batch: int, rng: np.random.Generator) -> dict[
         hi = norm._get(k, "max").cpu().numpy()
         u = rng.uniform(-0.1, 1.1, size=shape)
         out[k] = (lo + u * (hi - lo)).astype(np.float32)
-    out[NOISE_INPUT] = rng.standard_normal((batch, *noise_shape(policy))).astype(np.float32)
+    if takes_noise(policy):
+        out[NOISE_INPUT] = rng.standard_normal((batch, *noise_shape(policy))).astype(np.float32)
     return out
 
 
 def torch_reference(policy: Policy, feed: dict[str, np.ndarray], steps: int | None) -> np.ndarray:
     with torch.no_grad():
         obs = {k: torch.as_tensor(v) for k, v in feed.items() if k != NOISE_INPUT}
-        return policy.predict_chunk(obs, noise=torch.as_tensor(feed[NOISE_INPUT]), num_steps=steps).numpy()
+        noise = torch.as_tensor(feed[NOISE_INPUT]) if NOISE_INPUT in feed else None
+        return policy.predict_chunk(obs, noise=noise, num_steps=steps).numpy()
 
 
 def _atomic_save(model: Any, path: Path) -> None:
@@ -174,8 +182,12 @@ def export_policy(cfg: ExportConfig) -> ExportReport:
     keys = list(policy.spec.obs)
     rng = np.random.default_rng(cfg.noise_seed + 1)
     example = random_inputs(policy, 1, rng)
-    graph = ExportGraph(policy, keys, steps or None).eval()
-    names = [*keys, NOISE_INPUT]
+    if takes_noise(policy):
+        graph: nn.Module = ExportGraph(policy, keys, steps or None).eval()
+        names = [*keys, NOISE_INPUT]
+    else:
+        graph = GaussianMeanGraph(policy, keys).eval()  # type: ignore[arg-type]
+        names = keys
     t0 = time.perf_counter()
     tmp = out.with_name(out.name + ".trace")
     with torch.no_grad(), warnings.catch_warnings():
@@ -200,8 +212,8 @@ def export_policy(cfg: ExportConfig) -> ExportReport:
         horizon=policy.config.horizon,
         n_action_steps=policy.config.n_action_steps,
         steps=steps,
-        noise="zeros" if family == "gaussian" else "gaussian",
-        noise_shape=list(noise_shape(policy)),
+        noise="gaussian" if takes_noise(policy) else "none",
+        noise_shape=list(noise_shape(policy)) if takes_noise(policy) else [],
         noise_seed=cfg.noise_seed,
         stats_hash=meta_json.get("stats_hash", ""),
         config_hash=config_hash(meta_json.get("train_config") or meta_json["config"]),

@@ -97,7 +97,7 @@ def _load_torch(p: Path, device: str, threads: int, warmup: int, mode: str | Non
     from robostack.policies.loading import load_any_policy
     from robostack.runtime.torch_policy import TorchRuntimePolicy
 
-    steps, seed = None, 0
+    steps, seed, takes_noise = None, 0, True
     folder: Path = p
     if p.suffix == ".onnx":
         from robostack.export.metadata import read_model_meta
@@ -108,7 +108,7 @@ def _load_torch(p: Path, device: str, threads: int, warmup: int, mode: str | Non
             raise RobostackError(
                 f"{p}: the torch backend needs {folder.name}/ beside the model (re-export it)"
             )
-        steps, seed = meta.steps or None, meta.noise_seed
+        steps, seed, takes_noise = meta.steps or None, meta.noise_seed, meta.noise != "none"
     policy = load_any_policy(folder)
     mode = mode or ("cudagraph" if device == "cuda" else "eager")
-    return TorchRuntimePolicy(policy, device, mode, steps, seed, threads, warmup)
+    return TorchRuntimePolicy(policy, device, mode, steps, seed, threads, warmup, takes_noise=takes_noise)

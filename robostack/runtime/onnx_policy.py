@@ -8,6 +8,8 @@ checked against the spec stored in the model before anything runs.
 from __future__ import annotations
 
 import os
+import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,8 @@ from robostack.errors import RobostackError, SpecError
 from robostack.export.metadata import ACTION_OUTPUT, NOISE_INPUT, ModelMeta
 from robostack.runtime.contract import RuntimePolicy
 from robostack.runtime.providers import check_active, providers_for
+
+FLOAT_BLOCK = "__float_block__"  # not a graph input: the storage behind the float observation buffers
 
 
 class OnnxPolicy(RuntimePolicy):
@@ -51,10 +55,12 @@ class OnnxPolicy(RuntimePolicy):
                 f"{self.path}: graph inputs {names} do not match its metadata {self.meta.inputs}"
             )
         self._rng = np.random.default_rng(self.meta.noise_seed)
-        self._binding = self.session.io_binding() if device == "cuda" else None  # (measured no gain on CPU)
+        # GPU: inputs copied to the device once per call, the output read back once; CPU binds per-batch buffers
+        self._binding = self.session.io_binding() if device == "cuda" else None
         # per key: (name, per-step shape, is image) -- precomputed, predict_chunk runs every control period
         self._keys = [(k, tuple(v.shape), v.dtype == "uint8") for k, v in self.spec.obs.items()]
-        self._zeros: dict[int, np.ndarray] = {}
+        self._slots: dict[int, _Slot] = {}
+        self._lock = threading.Lock()
         for _ in range(warmup):
             self.predict_chunk(self.example_obs())
 
@@ -65,20 +71,75 @@ class OnnxPolicy(RuntimePolicy):
 
     def predict_chunk(self, obs: dict[str, Any], noise: np.ndarray | None = None) -> np.ndarray:
         """Raw observation histories (B, >= T_o, ...) -> executed actions (B, T_a, Da), float32."""
-        return self._run(self._prepare(obs), noise)
+        with self._lock:  # the bound buffers below are shared between calls
+            if self._binding is not None:
+                return self._run_gpu(self._prepare(obs), noise)
+            slot = self._slot(self._batch_of(obs))
+            self._fill(obs, slot.inputs)
+            self._fill_noise(slot.inputs, noise)
+            self.session.run_with_iobinding(slot.binding)
+            return slot.out.copy()
 
     # ------------------------------------------------------------------ internals
-    def _prepare(self, obs: dict[str, Any]) -> dict[str, np.ndarray]:
-        """Fast path for well-formed input; anything unusual goes through the spec check for its exact error."""
-        feed: dict[str, np.ndarray] = {}
+    def _batch_of(self, obs: dict[str, Any]) -> int:
+        k = self._keys[0][0]
+        a = obs.get(k)
+        if a is None:
+            self.spec.check_obs(obs, batched=True)
+        shape = getattr(a, "shape", None) or np.shape(a)
+        if len(shape) < 2:
+            self.spec.check_obs(obs, batched=True)
+            raise SpecError(f"observation '{k}' must be (batch, frames, *{self._keys[0][1]})")
+        return int(shape[0])
+
+    def _slot(self, b: int) -> _Slot:
+        """Input/output buffers for batch size ``b``, bound to the session once: a call then only copies the
+        observations in (measured: ~15 us less per call than ``session.run`` on this VM's 60 us MLP)."""
+        slot = self._slots.get(b)
+        if slot is not None:
+            return slot
+        inputs = self._buffers(b)
+        if self.meta.noise != "none":
+            inputs[NOISE_INPUT] = np.zeros((b, *self.meta.noise_shape), np.float32)
+        feed = {k: v for k, v in inputs.items() if k != FLOAT_BLOCK}
+        out = np.empty_like(self.session.run([ACTION_OUTPUT], feed)[0])
+        binding = self.session.io_binding()
+        for k, v in inputs.items():
+            if k != FLOAT_BLOCK:
+                binding.bind_cpu_input(k, v)  # onnxruntime reads these arrays in place on every run
+        binding.bind_output(ACTION_OUTPUT, "cpu", 0, np.float32, list(out.shape), out.ctypes.data)
+        if len(self._slots) >= 8:  # a caller cycling through batch sizes keeps the newest few
+            self._slots.pop(next(iter(self._slots)))
+        slot = self._slots[b] = _Slot(inputs, out, binding)
+        return slot
+
+    def _buffers(self, b: int) -> dict[str, np.ndarray]:
+        """One array per observation key; the float ones are views of one block (``FLOAT_BLOCK``), so that a
+        single finiteness check covers them all."""
         t_o = self.meta.n_obs_steps
-        batch = -1
+        sizes = [b * t_o * int(np.prod(shape)) for _, shape, image in self._keys if not image]
+        block = np.zeros(sum(sizes), np.float32)
+        out, at = {FLOAT_BLOCK: block}, 0
+        for k, shape, image in self._keys:
+            if image:
+                out[k] = np.zeros((b, t_o, *shape), np.uint8)
+            else:
+                n = b * t_o * int(np.prod(shape))
+                out[k] = block[at : at + n].reshape(b, t_o, *shape)
+                at += n
+        return out
+
+    def _fill(self, obs: dict[str, Any], dst: dict[str, np.ndarray]) -> None:
+        """Check each key and copy its last T_o frames into its buffer (casting to the model's dtype); anything
+        unusual goes through the spec check for its exact error."""
+        t_o = self.meta.n_obs_steps
         for k, shape, image in self._keys:
             a = obs.get(k)
             if a is None:
                 self.spec.check_obs(obs, batched=True)
             if type(a) is not np.ndarray:
                 a = np.asarray(a)
+            buf = dst[k]
             if (
                 a.ndim < 2
                 or a.shape[2:] != shape
@@ -86,48 +147,62 @@ class OnnxPolicy(RuntimePolicy):
             ):
                 self.spec.check_obs(obs, batched=True)
                 raise SpecError(f"observation '{k}' must be (batch, frames, *{shape})")
-            if not image:
-                if a.dtype != np.float32:
-                    a = a.astype(np.float32)
-                if not np.isfinite(a).all():
-                    raise SpecError(f"observation '{k}' holds NaN or Inf")
+            if a.shape[0] != buf.shape[0]:
+                raise SpecError(
+                    f"observations disagree on the batch size ('{k}' has {a.shape[0]}, not {buf.shape[0]})"
+                )
             if a.shape[1] != t_o:
                 if a.shape[1] < t_o:
                     raise SpecError(f"observation '{k}' has {a.shape[1]} frames, the model needs {t_o}")
                 a = a[:, -t_o:]
-            if batch < 0:
-                batch = a.shape[0]
-            elif a.shape[0] != batch:
-                raise SpecError(
-                    f"observations disagree on the batch size ('{k}' has {a.shape[0]}, not {batch})"
-                )
-            feed[k] = a if a.flags.c_contiguous else np.ascontiguousarray(a)
+            np.copyto(buf, a, casting="unsafe")
+        if not np.isfinite(dst[FLOAT_BLOCK]).all():
+            bad = next(k for k, _, image in self._keys if not image and not np.isfinite(dst[k]).all())
+            raise SpecError(f"observation '{bad}' holds NaN or Inf")
+
+    def _fill_noise(self, dst: dict[str, np.ndarray], noise: np.ndarray | None) -> None:
+        if self.meta.noise == "none":
+            if noise is not None:
+                raise SpecError("this model takes no noise: its graph is the Gaussian policy's mean")
+            return
+        buf = dst[NOISE_INPUT]
+        if noise is None:
+            if self.meta.noise == "zeros":
+                buf.fill(0.0)
+            else:
+                self._rng.standard_normal(dtype=np.float32, out=buf)
+            return
+        noise = np.asarray(noise)
+        if noise.shape != buf.shape:
+            raise SpecError(f"noise has shape {noise.shape}, the model expects {buf.shape}")
+        np.copyto(buf, noise, casting="unsafe")
+
+    def _prepare(self, obs: dict[str, Any]) -> dict[str, np.ndarray]:
+        """Checked, contiguous float32 / uint8 copies of the last T_o frames (the GPU path binds these)."""
+        b = self._batch_of(obs)
+        t_o = self.meta.n_obs_steps
+        feed = {
+            k: np.empty((b, t_o, *shape), np.uint8 if image else np.float32) for k, shape, image in self._keys
+        }
+        self._fill(obs, feed)
         return feed
 
-    def _noise(self, b: int) -> np.ndarray:
-        shape = (b, *self.meta.noise_shape)
-        if self.meta.noise == "zeros":
-            if b not in self._zeros:  # never written to: onnxruntime reads inputs only
-                self._zeros[b] = np.zeros(shape, np.float32)
-            return self._zeros[b]
-        return self._rng.standard_normal(shape, dtype=np.float32)
-
-    def _run(self, feed: dict[str, np.ndarray], noise: np.ndarray | None) -> np.ndarray:
-        b = next(iter(feed.values())).shape[0]
-        if noise is None:
-            noise = self._noise(b)
-        else:
-            noise = np.ascontiguousarray(noise, dtype=np.float32)
-            if noise.shape != (b, *self.meta.noise_shape):
-                raise SpecError(
-                    f"noise has shape {noise.shape}, the model expects {(b, *self.meta.noise_shape)}"
-                )
-        feed[NOISE_INPUT] = noise
-        if self._binding is None:
-            return self.session.run([ACTION_OUTPUT], feed)[0]
+    def _run_gpu(self, feed: dict[str, np.ndarray], noise: np.ndarray | None) -> np.ndarray:
+        if self.meta.noise != "none":
+            feed[NOISE_INPUT] = np.empty(
+                (next(iter(feed.values())).shape[0], *self.meta.noise_shape), np.float32
+            )
+        self._fill_noise(feed, noise)
         binding = self._binding  # GPU: inputs copied once, the output read back once
         for k, v in feed.items():
             binding.bind_cpu_input(k, v)
         binding.bind_output(ACTION_OUTPUT, "cuda")
         self.session.run_with_iobinding(binding)
         return binding.copy_outputs_to_cpu()[0]
+
+
+@dataclass
+class _Slot:
+    inputs: dict[str, np.ndarray]
+    out: np.ndarray
+    binding: Any

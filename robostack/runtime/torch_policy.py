@@ -32,6 +32,7 @@ class TorchRuntimePolicy(RuntimePolicy):
         threads: int = 0,
         warmup: int = 2,
         tf32: bool = False,
+        takes_noise: bool = True,
     ) -> None:
         if mode not in MODES:
             raise RobostackError(f"unknown torch runtime mode '{mode}' (choose from {', '.join(MODES)})")
@@ -53,6 +54,7 @@ class TorchRuntimePolicy(RuntimePolicy):
         self.steps = steps
         self.noise_shape = (policy.config.horizon, policy.spec.action.shape[0])
         self.gaussian = policy.config.type == "gaussian"
+        self.takes_noise = takes_noise
         self._gen = torch.Generator(device="cpu").manual_seed(noise_seed)
         self._graphs: dict[int, tuple[Any, ...]] = {}
         # compile-cudagraph: inductor's fused kernels, replayed from one CUDA graph we record ourselves
@@ -70,6 +72,8 @@ class TorchRuntimePolicy(RuntimePolicy):
         obs = {k: np.asarray(v) for k, v in obs.items()}
         self.spec.check_obs(obs, batched=True)
         b = next(iter(obs.values())).shape[0]
+        if noise is not None and not self.takes_noise:
+            raise SpecError("this model takes no noise: its graph is the Gaussian policy's mean")
         if noise is None:
             shape = (b, *self.noise_shape)
             noise_t = torch.zeros(shape) if self.gaussian else torch.randn(shape, generator=self._gen)
