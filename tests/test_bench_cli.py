@@ -64,3 +64,37 @@ def test_bench_runs_a_suite_with_lerobot_side_by_side(tmp_path):
 
 def test_unknown_suite_is_one_line():
     assert_one_line_error(run_cli("bench", "--suite", "nope"), "unknown benchmark suite 'nope'")
+
+
+def test_lerobot_comparison_pairs_runs_of_the_same_recipe():
+    from robostack.bench.runner import RunResult, lerobot_ratios
+
+    def row(name, policy, recipe, train_s, success):
+        return RunResult(
+            name,
+            "push",
+            policy,
+            "push_expert_200",
+            50,
+            20000,
+            train_s,
+            100.0,
+            success,
+            0.0,
+            1.0,
+            1.0,
+            1.0,
+            0.5,
+            recipe,
+        )
+
+    rows = [
+        row("push-lerobot", "lerobot-diffusion", "diffusion_push", 3000.0, 0.86),
+        row("push-diffusion", "diffusion", "diffusion_push", 2000.0, 0.88),
+        row("push-diffusion-large", "diffusion", "diffusion_large", 5000.0, 0.94),
+    ]
+    lines = lerobot_ratios(rows)
+    assert lines == [
+        "push-diffusion vs push-lerobot: trains 1.50x faster (2000.0 s vs 3000.0 s for 20000 steps, compile "
+        "included), success 88% vs 86%"
+    ]

@@ -43,6 +43,8 @@ class RunResult:
     latency_p50_ms: float
     latency_p99_ms: float
     rms_jerk: float
+    recipe: str = ""
+    """Policy config the run trained (LeRobot runs: the config they mirror); rows of older reports lack it."""
 
     @classmethod
     def from_eval(
@@ -70,6 +72,7 @@ class RunResult:
             latency_p50_ms=result.latency_p50_ms,
             latency_p99_ms=result.latency_p99_ms,
             rms_jerk=result.rms_jerk,
+            recipe=run.get("like") or run["policy"],
         )
 
 
@@ -201,12 +204,15 @@ def run_suite(
         if only and run["name"] not in only:
             continue
         results.append(run_one(run, out_dir, eval_workers))
-        write_report(suite.get("name", name), results, out_dir)
+        write_report(suite.get("name", name), results, out_dir, suite["runs"])
     return results
 
 
-def merge_previous(results: list[RunResult], out_dir: Path) -> list[RunResult]:
-    """Keep rows of earlier invocations (``--only`` runs one entry at a time) unless rerun now."""
+def merge_previous(
+    results: list[RunResult], out_dir: Path, runs: list[dict[str, Any]] | None = None
+) -> list[RunResult]:
+    """Keep rows of earlier invocations (``--only`` runs one entry at a time) unless rerun now; a row written
+    before reports recorded the recipe takes it from the suite entry of the same name."""
     path = out_dir / "results.json"
     if not path.exists():
         return results
@@ -215,6 +221,9 @@ def merge_previous(results: list[RunResult], out_dir: Path) -> list[RunResult]:
         old = [RunResult(**row) for row in json.loads(path.read_text())]
     except (ValueError, TypeError):
         return results
+    recipes = {r["name"]: r.get("like") or r["policy"] for r in runs or []}
+    for r in old:
+        r.recipe = r.recipe or recipes.get(r.name, "")
     return [r for r in old if r.name not in fresh] + results
 
 
@@ -223,7 +232,13 @@ def lerobot_ratios(results: list[RunResult]) -> list[str]:
     lines = []
     for lr in (r for r in results if r.policy == "lerobot-diffusion"):
         ours = [
-            r for r in results if r.policy == "diffusion" and r.dataset == lr.dataset and r.task == lr.task
+            r
+            for r in results
+            if r.policy == "diffusion"
+            and r.dataset == lr.dataset
+            and r.task == lr.task
+            and r.recipe
+            == lr.recipe  # the same U-Net: a wider one is not the comparison LeRobot was trained for
         ]
         for r in ours:
             if r.train_seconds > 0 and lr.train_seconds > 0:
@@ -235,8 +250,10 @@ def lerobot_ratios(results: list[RunResult]) -> list[str]:
     return lines
 
 
-def write_report(suite: str, results: list[RunResult], out_dir: Path) -> None:
-    results = merge_previous(results, out_dir)
+def write_report(
+    suite: str, results: list[RunResult], out_dir: Path, runs: list[dict[str, Any]] | None = None
+) -> None:
+    results = merge_previous(results, out_dir, runs)
     headers = [
         "run",
         "task",
