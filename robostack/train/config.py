@@ -66,6 +66,9 @@ class TrainConfig:
     device: str = "cpu"
     """cpu | cuda | cuda:N."""
     log_every: int = 50
+    val_every: int = 500
+    """Steps between validation losses (4 held-out batches, and at the last step). Four eager forward passes cost
+    ~110 ms on the push U-Net (1 CPU thread): every 50 steps that was ~2% of a ~100 ms compiled training step."""
     save_every: int = 1000
     num_threads: int = 0
     """torch CPU threads (0: torch's default)."""
@@ -77,6 +80,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.steps < 1:
             raise RobostackError("steps must be at least 1")
+        if self.val_every < 1 or self.log_every < 1 or self.save_every < 1:
+            raise RobostackError("log_every, val_every and save_every must be at least 1")
         if not self.policy.get("type"):
             raise RobostackError("policy.type is required (diffusion | flow | gaussian)")
         if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
