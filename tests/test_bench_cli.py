@@ -98,3 +98,26 @@ def test_lerobot_comparison_pairs_runs_of_the_same_recipe():
         "push-diffusion vs push-lerobot: trains 1.50x faster (2000.0 s vs 3000.0 s for 20000 steps, compile "
         "included), success 88% vs 86%"
     ]
+
+
+def test_earlier_rows_survive_other_versions_and_unreadable_reports_are_not_overwritten(tmp_path):
+    import pytest
+
+    from robostack.bench.runner import RunResult, merge_previous
+    from robostack.errors import RobostackError
+
+    row = dict(
+        name="push-flow", task="push", policy="flow", dataset="push_expert_200", episodes=50, steps=20000,
+        train_seconds=1.0, samples_per_s=1.0, success_rate=0.76, ci_low=0.6, ci_high=0.9,
+        latency_p50_ms=1.0, latency_p99_ms=2.0, rms_jerk=0.5,
+    )  # fmt: skip
+    # a row written before `recipe` existed, and one from a later version with a field this one lacks
+    (tmp_path / "results.json").write_text(json.dumps([row, {**row, "name": "push-new", "future_field": 1}]))
+    fresh = RunResult(**{**row, "name": "can-diffusion", "task": "can"})
+    runs = [{"name": "push-flow", "policy": "flow_push"}]
+    merged = merge_previous([fresh], tmp_path, runs)
+    assert [r.name for r in merged] == ["push-flow", "push-new", "can-diffusion"]
+    assert merged[0].recipe == "flow_push"
+    (tmp_path / "results.json").write_text("{not json")
+    with pytest.raises(RobostackError, match="cannot read the earlier results"):
+        merge_previous([fresh], tmp_path, runs)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -217,10 +217,17 @@ def merge_previous(
     if not path.exists():
         return results
     fresh = {r.name for r in results}
+    known = {f.name for f in fields(RunResult)}
     try:
-        old = [RunResult(**row) for row in json.loads(path.read_text())]
-    except (ValueError, TypeError):
-        return results
+        # fields this version does not know are dropped, ones it added take their defaults: rows of other
+        # versions survive; a report that cannot be read at all is refused, never silently overwritten
+        old = [
+            RunResult(**{k: v for k, v in row.items() if k in known}) for row in json.loads(path.read_text())
+        ]
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise RobostackError(
+            f"{path}: cannot read the earlier results ({type(exc).__name__}); move it aside to start a new report"
+        ) from None
     recipes = {r["name"]: r.get("like") or r["policy"] for r in runs or []}
     for r in old:
         r.recipe = r.recipe or recipes.get(r.name, "")
