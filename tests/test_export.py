@@ -145,6 +145,12 @@ def test_gaussian_graph_keeps_exact_where_it_simplifies(tmp_path):
     with torch.no_grad():
         ref = pol.predict_chunk({k: torch.as_tensor(v) for k, v in feed.items()}).numpy()
     assert np.abs(first - ref).max() <= 1e-5 and np.abs(ref).max() == 1.0  # clipped to the bounds
+    longer = {k: np.concatenate([v, v], axis=1) for k, v in feed.items()}  # extra frames: the last T_o count
+    gpu_feed = runtime._prepare(
+        longer
+    )  # what the GPU path binds: checked float32 copies of the last T_o frames
+    for k, v in feed.items():
+        assert gpu_feed[k].dtype == np.float32 and np.array_equal(gpu_feed[k], v)
     kept = first.copy()
     runtime.predict_chunk({k: v + 1.0 for k, v in feed.items()})
     np.testing.assert_array_equal(first, kept)  # a later call does not write into an earlier result

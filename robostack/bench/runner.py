@@ -27,6 +27,11 @@ RECIPES = REPO_ROOT / "datasets" / "recipes"
 POLICIES = REPO_ROOT / "configs" / "policies"
 
 
+def recipe_of(run: dict[str, Any]) -> str:
+    """The policy config a suite entry trains (a LeRobot entry: the config it mirrors, ``like``)."""
+    return run.get("like") or run["policy"]
+
+
 @dataclass
 class RunResult:
     name: str
@@ -72,7 +77,7 @@ class RunResult:
             latency_p50_ms=result.latency_p50_ms,
             latency_p99_ms=result.latency_p99_ms,
             rms_jerk=result.rms_jerk,
-            recipe=run.get("like") or run["policy"],
+            recipe=recipe_of(run),
         )
 
 
@@ -228,7 +233,7 @@ def merge_previous(
         raise RobostackError(
             f"{path}: cannot read the earlier results ({type(exc).__name__}); move it aside to start a new report"
         ) from None
-    recipes = {r["name"]: r.get("like") or r["policy"] for r in runs or []}
+    recipes = {r["name"]: recipe_of(r) for r in runs or []}
     for r in old:
         r.recipe = r.recipe or recipes.get(r.name, "")
     return [r for r in old if r.name not in fresh] + results

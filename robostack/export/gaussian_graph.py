@@ -36,9 +36,9 @@ class GaussianMeanGraph(nn.Module):
         self.fold = not spec.image_keys
         self.lowdim = [(k, int(torch.Size(spec.obs[k].shape).numel())) for k in policy.encoder.lowdim_keys]
         first: nn.Linear = policy.trunk[0]
-        weight, bias = first.weight.detach().clone(), first.bias.detach().clone()
-        self.first = first
+        self.first = first  # camera policies: encoder -> first Linear as trained
         if self.fold:
+            weight, bias = first.weight.detach(), first.bias.detach()
             # One weight block per key: each key's (B, T_o, D_k) input is flattened and multiplied by its own
             # columns, so the graph needs no Concat (the encoder's layout is [t0: key1, key2, ..., t1: ...]).
             norm = policy.normalizer

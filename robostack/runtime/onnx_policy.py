@@ -20,8 +20,6 @@ from robostack.export.metadata import ACTION_OUTPUT, NOISE_INPUT, ModelMeta
 from robostack.runtime.contract import RuntimePolicy
 from robostack.runtime.providers import check_active, providers_for
 
-FLOAT_BLOCK = "__float_block__"  # not a graph input: the storage behind the float observation buffers
-
 
 class OnnxPolicy(RuntimePolicy):
     def __init__(
@@ -75,7 +73,7 @@ class OnnxPolicy(RuntimePolicy):
             if self._binding is not None:
                 return self._run_gpu(self._prepare(obs), noise)
             slot = self._slot(self._batch_of(obs))
-            self._fill(obs, slot.inputs)
+            self._fill(obs, slot.inputs, slot.block)
             self._fill_noise(slot.inputs, noise)
             self.session.run_with_iobinding(slot.binding)
             return slot.out.copy()
@@ -98,28 +96,27 @@ class OnnxPolicy(RuntimePolicy):
         slot = self._slots.get(b)
         if slot is not None:
             return slot
-        inputs = self._buffers(b)
+        inputs, block = self._buffers(b)
         if self.meta.noise != "none":
             inputs[NOISE_INPUT] = np.zeros((b, *self.meta.noise_shape), np.float32)
-        feed = {k: v for k, v in inputs.items() if k != FLOAT_BLOCK}
-        out = np.empty_like(self.session.run([ACTION_OUTPUT], feed)[0])
+        out = np.empty_like(self.session.run([ACTION_OUTPUT], inputs)[0])
         binding = self.session.io_binding()
         for k, v in inputs.items():
-            if k != FLOAT_BLOCK:
-                binding.bind_cpu_input(k, v)  # onnxruntime reads these arrays in place on every run
+            binding.bind_cpu_input(k, v)  # onnxruntime reads these arrays in place on every run
         binding.bind_output(ACTION_OUTPUT, "cpu", 0, np.float32, list(out.shape), out.ctypes.data)
         if len(self._slots) >= 8:  # a caller cycling through batch sizes keeps the newest few
             self._slots.pop(next(iter(self._slots)))
-        slot = self._slots[b] = _Slot(inputs, out, binding)
+        slot = self._slots[b] = _Slot(inputs, block, out, binding)
         return slot
 
-    def _buffers(self, b: int) -> dict[str, np.ndarray]:
-        """One array per observation key; the float ones are views of one block (``FLOAT_BLOCK``), so that a
-        single finiteness check covers them all."""
+    def _buffers(self, b: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """One array per observation key, and the block the float ones are views of (one finiteness check covers
+        them all)."""
         t_o = self.meta.n_obs_steps
         sizes = [b * t_o * int(np.prod(shape)) for _, shape, image in self._keys if not image]
         block = np.zeros(sum(sizes), np.float32)
-        out, at = {FLOAT_BLOCK: block}, 0
+        out: dict[str, np.ndarray] = {}
+        at = 0
         for k, shape, image in self._keys:
             if image:
                 out[k] = np.zeros((b, t_o, *shape), np.uint8)
@@ -127,9 +124,9 @@ class OnnxPolicy(RuntimePolicy):
                 n = b * t_o * int(np.prod(shape))
                 out[k] = block[at : at + n].reshape(b, t_o, *shape)
                 at += n
-        return out
+        return out, block
 
-    def _fill(self, obs: dict[str, Any], dst: dict[str, np.ndarray]) -> None:
+    def _fill(self, obs: dict[str, Any], dst: dict[str, np.ndarray], block: np.ndarray) -> None:
         """Check each key and copy its last T_o frames into its buffer (casting to the model's dtype); anything
         unusual goes through the spec check for its exact error."""
         t_o = self.meta.n_obs_steps
@@ -156,7 +153,7 @@ class OnnxPolicy(RuntimePolicy):
                     raise SpecError(f"observation '{k}' has {a.shape[1]} frames, the model needs {t_o}")
                 a = a[:, -t_o:]
             np.copyto(buf, a, casting="unsafe")
-        if not np.isfinite(dst[FLOAT_BLOCK]).all():
+        if not np.isfinite(block).all():
             bad = next(k for k, _, image in self._keys if not image and not np.isfinite(dst[k]).all())
             raise SpecError(f"observation '{bad}' holds NaN or Inf")
 
@@ -179,12 +176,8 @@ class OnnxPolicy(RuntimePolicy):
 
     def _prepare(self, obs: dict[str, Any]) -> dict[str, np.ndarray]:
         """Checked, contiguous float32 / uint8 copies of the last T_o frames (the GPU path binds these)."""
-        b = self._batch_of(obs)
-        t_o = self.meta.n_obs_steps
-        feed = {
-            k: np.empty((b, t_o, *shape), np.uint8 if image else np.float32) for k, shape, image in self._keys
-        }
-        self._fill(obs, feed)
+        feed, block = self._buffers(self._batch_of(obs))
+        self._fill(obs, feed, block)
         return feed
 
     def _run_gpu(self, feed: dict[str, np.ndarray], noise: np.ndarray | None) -> np.ndarray:
@@ -204,5 +197,6 @@ class OnnxPolicy(RuntimePolicy):
 @dataclass
 class _Slot:
     inputs: dict[str, np.ndarray]
+    block: np.ndarray
     out: np.ndarray
     binding: Any
