@@ -222,6 +222,11 @@ def test_export_eval_and_infer_bench_through_the_cli(tmp_path, push_store):
     assert short["episodes"] == 3  # re-plans every 2 steps instead of 8
     assert_one_line_error(run_cli("eval", "--policy", model, *ev, "--n-action-steps", "9"), "n_action_steps")
     assert_one_line_error(run_cli("eval", "--policy", run, *ev, "--n-action-steps", "99"), "n_action_steps")
+    fewer = json.loads(run_cli("eval", "--policy", run, *ev, "--num-steps", "2", check=True).stdout)
+    assert fewer["episodes"] == 3  # 2 DDIM steps per chunk instead of the trained 10
+    assert_one_line_error(run_cli("eval", "--policy", model, *ev, "--num-steps", "2"), "re-export")
+    bad = run_cli("eval", "--policy", run, *ev, "--num-steps", "101", "--workers", "2")  # checked before the pool
+    assert_one_line_error(bad, "denoising steps")
     proc = run_cli("infer-bench", "--model", model, "--iters", "5", "--warmup", "1", "--out", tmp_path / "ib")
     assert proc.returncode == 0, proc.stderr
     res = json.loads((tmp_path / "ib" / "results.json").read_text())

@@ -141,6 +141,23 @@ def test_incompatible_checkpoint_is_refused(tmp_path):
         load_policy(tmp_path / "p")
 
 
+@pytest.mark.parametrize("family", ["diffusion", "flow"])
+def test_set_num_steps_changes_the_network_calls_per_chunk(family):
+    p = build_policy(family, TINY_UNET, SPEC, STATS).eval()
+    calls = []
+    p.unet.register_forward_hook(lambda *_: calls.append(1))
+    obs = {k: torch.zeros(1, 2, *f.shape) for k, f in SPEC.obs.items()}
+    p.set_num_steps(3)
+    with torch.no_grad():
+        p.predict_chunk(obs)
+    assert len(calls) == 3 and p.num_steps == 3
+    with pytest.raises(RobostackError, match="denoising steps"):
+        p.set_num_steps(0)
+    if family == "diffusion":
+        with pytest.raises(RobostackError, match=r"\[1, 100\]"):
+            p.set_num_steps(101)
+
+
 def test_select_action_owns_history_and_queue():
     p = build_policy("diffusion", {**TINY_UNET, "n_action_steps": 4}, SPEC, STATS).eval()
     obs = {"obs/state": np.array([0.1, 0.2, 0.3], np.float32), "obs/object": np.zeros(2, np.float32)}

@@ -63,6 +63,8 @@ def train_and_eval_lerobot(
     model.eval()
     if ev.get("n_action_steps"):
         model.config.n_action_steps = int(ev["n_action_steps"])  # LeRobot sizes its action queue on reset()
+    if ev.get("num_steps"):
+        model.policy.diffusion.num_inference_steps = int(ev["num_steps"])  # read by every conditional_sample
     result = evaluate_in_process(
         model, "lerobot DiffusionPolicy", ev["task"], ev.get("episodes", 50), ev.get("seed", 100_000)
     )

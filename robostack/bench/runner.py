@@ -187,6 +187,7 @@ def run_one(run: dict[str, Any], out_dir: Path, eval_workers: int) -> RunResult:
         ev.get("workers", eval_workers),
         ev.get("seed", 100_000),
         n_action_steps=ev.get("n_action_steps"),
+        num_steps=ev.get("num_steps"),
     )
     print(result.table())
     return RunResult.from_eval(run, cfg.policy["type"], cfg.steps, train_s, sps[-1] if sps else 0.0, result)

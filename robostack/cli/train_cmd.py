@@ -43,6 +43,12 @@ def add(sub: argparse._SubParsersAction) -> None:
         help="actions executed per chunk (default: the policy's own)",
     )
     p.add_argument(
+        "--num-steps",
+        type=int,
+        default=None,
+        help="DDIM / flow integration steps per chunk (default: the policy's own; PyTorch policies only)",
+    )
+    p.add_argument(
         "--ros",
         action="store_true",
         help="closed loop through ROS 2 (sim_robot_node + policy_node processes over DDS); needs an exported .onnx",
@@ -102,6 +108,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         args.seed,
         args.video,
         n_action_steps=args.n_action_steps,
+        num_steps=args.num_steps,
     )
     if args.json:
         print(json.dumps(result.to_json(), indent=1))
@@ -119,6 +126,8 @@ def _eval_ros(args: argparse.Namespace) -> int:
 
     if not is_exported_model(args.policy):
         raise RobostackError("--ros evaluates an exported model: run `robostack export` and pass the .onnx")
+    if args.num_steps:
+        raise RobostackError("--num-steps: an exported model fixes its steps (re-export with --steps K)")
     check_policy_fits_task(read_any_spec(args.policy), args.task)
     res = run_closed_loop(
         ClosedLoopConfig(args.policy, args.task, args.episodes, args.seed, args.n_action_steps or 0)

@@ -62,7 +62,29 @@ class EvalResult:
 _STATE: dict[str, Any] = {}
 
 
-def _init(policy_path: str, task_name: str, video_dir: str | None, n_action_steps: int | None = None) -> None:
+def configure_inference(policy: Any, n_action_steps: int | None, num_steps: int | None) -> None:
+    """Apply the evaluation's inference-time choices (actions per chunk, denoising steps) to a loaded policy."""
+    if n_action_steps:
+        policy.set_n_action_steps(n_action_steps)
+    if num_steps:
+        setter = getattr(policy, "set_num_steps", None)
+        if setter is None:
+            kind = (
+                "an exported model fixes its steps (re-export with --steps K)"
+                if hasattr(policy, "meta")
+                else "this policy has no denoising steps"
+            )
+            raise RobostackError(f"--num-steps: {kind}")
+        setter(num_steps)
+
+
+def _init(
+    policy_path: str,
+    task_name: str,
+    video_dir: str | None,
+    n_action_steps: int | None = None,
+    num_steps: int | None = None,
+) -> None:
     import torch
 
     os.environ.setdefault("MUJOCO_GL", "egl")
@@ -71,8 +93,7 @@ def _init(policy_path: str, task_name: str, video_dir: str | None, n_action_step
     from robostack.sim.registry import make_task
 
     policy = load_any_policy(policy_path, threads=1)
-    if n_action_steps:
-        policy.set_n_action_steps(n_action_steps)
+    configure_inference(policy, n_action_steps, num_steps)
     cams = {k.removeprefix("obs/image_"): size for k, size in policy.spec.image_keys.items()}
     kwargs = {"cameras": tuple(cams), "image_size": next(iter(cams.values()))} if cams else {}
     _STATE["policy"] = policy
@@ -184,12 +205,16 @@ def evaluate(
     video_dir: str | None = None,
     progress: bool = True,
     n_action_steps: int | None = None,
+    num_steps: int | None = None,
 ) -> EvalResult:
-    from robostack.policies.loading import read_any_spec
+    from robostack.policies.loading import load_any_policy, read_any_spec
 
     if episodes < 1:
         raise RobostackError("--episodes must be at least 1")
     check_policy_fits_task(read_any_spec(policy_path), task)
+    if workers > 1 and (n_action_steps or num_steps):
+        # a worker's initializer that raises makes the pool respawn workers forever: check the choices here
+        configure_inference(load_any_policy(policy_path, threads=1), n_action_steps, num_steps)
     seeds = list(range(seed, seed + episodes))
     t0 = time.perf_counter()
     bar = tqdm(
@@ -201,7 +226,7 @@ def evaluate(
 
         threads, rng_state = torch.get_num_threads(), torch.get_rng_state()
         try:
-            _init(str(policy_path), task, video_dir, n_action_steps)
+            _init(str(policy_path), task, video_dir, n_action_steps, num_steps)
             for s in seeds:
                 results.append(_episode(s))
                 bar.update(1)
@@ -211,7 +236,9 @@ def evaluate(
     else:
         ctx = mp.get_context("spawn")
         with ctx.Pool(
-            workers, initializer=_init, initargs=(str(policy_path), task, video_dir, n_action_steps)
+            workers,
+            initializer=_init,
+            initargs=(str(policy_path), task, video_dir, n_action_steps, num_steps),
         ) as pool:
             for r in pool.imap(_episode, seeds):
                 results.append(r)

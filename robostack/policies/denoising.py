@@ -83,6 +83,17 @@ class DenoisingPolicy(Policy):
         cfg = self.config
         return int(getattr(cfg, "num_inference_steps", 0) or getattr(cfg, "num_integration_steps", 0))
 
+    def set_num_steps(self, n: int) -> None:
+        """Denoise with ``n`` DDIM / integration steps from now on (an inference-time choice, no retraining)."""
+        most = getattr(self.config, "num_train_steps", None)
+        if n < 1 or (most is not None and n > most):
+            bound = f"[1, {most}]" if most is not None else ">= 1"
+            raise RobostackError(f"the number of denoising steps must be in {bound} for this policy, got {n}")
+        name = (
+            "num_inference_steps" if hasattr(self.config, "num_inference_steps") else "num_integration_steps"
+        )
+        setattr(self.config, name, int(n))
+
     def predict_chunk(
         self,
         obs: dict[str, torch.Tensor],
