@@ -225,7 +225,9 @@ def test_export_eval_and_infer_bench_through_the_cli(tmp_path, push_store):
     fewer = json.loads(run_cli("eval", "--policy", run, *ev, "--num-steps", "2", check=True).stdout)
     assert fewer["episodes"] == 3  # 2 DDIM steps per chunk instead of the trained 10
     assert_one_line_error(run_cli("eval", "--policy", model, *ev, "--num-steps", "2"), "re-export")
-    bad = run_cli("eval", "--policy", run, *ev, "--num-steps", "101", "--workers", "2")  # checked before the pool
+    bad = run_cli(
+        "eval", "--policy", run, *ev, "--num-steps", "101", "--workers", "2"
+    )  # checked before the pool
     assert_one_line_error(bad, "denoising steps")
     proc = run_cli("infer-bench", "--model", model, "--iters", "5", "--warmup", "1", "--out", tmp_path / "ib")
     assert proc.returncode == 0, proc.stderr
