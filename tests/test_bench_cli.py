@@ -4,6 +4,7 @@ Markdown + JSON + PNG report."""
 from __future__ import annotations
 
 import json
+import shutil
 
 from robostack.config import load_yaml
 
@@ -15,7 +16,8 @@ runs:
   - name: push-diffusion
     dataset: push_expert_20
     policy: diffusion_push
-    overrides: {steps: 20, policy.unet.down_dims: "[16,32,64]", policy.unet.step_embed_dim: 32, optim.batch_size: 16}
+    overrides: {steps: 20, save_every: 10, policy.unet.down_dims: "[16,32,64]", policy.unet.step_embed_dim: 32,
+                optim.batch_size: 16}
     eval: {task: push, episodes: 2, workers: 1}
   - name: push-lerobot
     dataset: push_expert_20
@@ -45,18 +47,28 @@ def test_bench_runs_a_suite_with_lerobot_side_by_side(tmp_path):
     assert "train diffusion" in again.stdout
     rerun = {r["name"]: r for r in json.loads((out / "results.json").read_text())}
     assert rerun["push-diffusion"]["train_seconds"] == results["push-diffusion"]["train_seconds"]
-    # more steps than the run has (an interrupted benchmark, or a longer recipe): it resumes from the checkpoint
+    # a run killed after its checkpoint at step 10 resumes from there, and its metrics forget the lost steps
+    run = out / "runs/push-diffusion"
+    (run / "checkpoints/last").write_text("step_00000010")
+    shutil.rmtree(run / "checkpoints/step_00000020")
+    resumed = run_cli("bench", "--suite", suite, "--out", out, "--only", "push-diffusion", check=True)
+    assert "resuming push-diffusion at step 10" in resumed.stdout
+    assert (run / "checkpoints/last").read_text() == "step_00000020"
+    steps = [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(steps) and steps[-1] == 20 and len(steps) == len(set(steps))
+    # a longer recipe is another learning-rate schedule: it trains afresh and the finished run is set aside
     suite.write_text(SUITE.replace("steps: 20,", "steps: 30,", 1))
     longer = run_cli("bench", "--suite", suite, "--out", out, "--only", "push-diffusion", check=True)
-    assert "resuming push-diffusion at step 20" in longer.stdout
-    assert (out / "runs/push-diffusion/checkpoints/last").read_text() == "step_00000030"
+    assert "recipe changed (steps)" in longer.stdout
+    assert (out / "runs/push-diffusion.previous-1/checkpoints/last").read_text() == "step_00000020"
+    assert (run / "checkpoints/last").read_text() == "step_00000030"
     final = {r["name"]: r for r in json.loads((out / "results.json").read_text())}["push-diffusion"]
-    assert final["steps"] == 30 and final["train_seconds"] > results["push-diffusion"]["train_seconds"]
-    # a changed recipe (another U-Net) trains afresh; the earlier run is set aside, not overwritten or reused
+    assert final["steps"] == 30
+    # a changed recipe (another U-Net) trains afresh too
     suite.write_text(SUITE.replace("steps: 20,", "steps: 30,", 1).replace("[16,32,64]", "[16,32,48]", 1))
     changed = run_cli("bench", "--suite", suite, "--out", out, "--only", "push-diffusion", check=True)
     assert "recipe changed (policy.unet.down_dims)" in changed.stdout
-    assert (out / "runs/push-diffusion.previous-1/checkpoints/last").read_text() == "step_00000030"
+    assert (out / "runs/push-diffusion.previous-2/checkpoints/last").read_text() == "step_00000030"
     assert load_yaml(out / "runs/push-diffusion/config.yaml")["policy"]["unet"]["down_dims"] == [16, 32, 48]
     assert (out / "results.png").read_bytes()[:4] == b"\x89PNG"
     assert (out / "datasets" / "push_expert_20.zarr" / "zarr.json").exists()

@@ -123,8 +123,9 @@ def trained_steps(folder: Path) -> int | None:
     return int(last.read_text().strip().removeprefix("step_"))
 
 
-# Fields that decide what a run learns; steps may grow (the run resumes), the rest only change how it is computed.
-RECIPE_FIELDS = ("policy", "data", "optim", "ema", "seed")
+# Fields that decide what a run learns (the rest only change how it is computed). ``steps`` is one: the learning-rate
+# schedule spans all of them, so continuing a finished 20k run to 40k is not what a fresh 40k recipe trains.
+RECIPE_FIELDS = ("policy", "data", "optim", "ema", "seed", "steps")
 
 
 def recipe_changes(folder: Path, cfg: TrainConfig) -> list[str]:
