@@ -199,3 +199,16 @@ def test_overfits_a_tiny_dataset(family):
         out = p.predict_chunk(obs, generator=torch.Generator().manual_seed(0))
     target = acts[:, : out.shape[1]].clamp(torch.tensor([-1.0, -0.5]), torch.tensor([1.0, 0.5]))
     assert float((out - target).abs().max()) < 0.15, out  # the two sequences are 0.8 apart
+
+
+def test_exp_mish_is_mish_in_value_and_gradient():
+    from robostack.policies.activations import Mish, exp_mish
+
+    x = torch.cat([torch.linspace(-40, 40, 20001), torch.tensor([-1e4, 1e4, 0.0])]).requires_grad_()
+    ref = torch.nn.functional.mish(x)
+    (g_ref,) = torch.autograd.grad(ref.sum(), x)
+    got = exp_mish(x)
+    (g_got,) = torch.autograd.grad(got.sum(), x)
+    assert torch.isfinite(got).all() and torch.isfinite(g_got).all()  # no overflow at large inputs
+    assert (got - ref).abs().max() < 1e-5 and (g_got - g_ref).abs().max() < 1e-5
+    assert torch.equal(Mish()(x), ref)  # eager runs PyTorch's own kernel

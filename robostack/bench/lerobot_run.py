@@ -22,9 +22,9 @@ from robostack.train.config import TrainConfig
 from robostack.train.trainer import _to_tensors, lr_lambda, make_spec
 
 
-def train_and_eval_lerobot(
-    name: str, run: dict[str, Any], cfg: TrainConfig, data: Path, folder: Path, ev: dict[str, Any]
-) -> RunResult:
+def train_lerobot(cfg: TrainConfig, data: Path, progress: bool = True) -> tuple[LeRobotDiffusion, float]:
+    """LeRobot's DiffusionPolicy trained on ``data`` with ``cfg``'s windows, optimiser, schedule and steps; returns
+    the model and the wall time of its optimisation loop."""
     torch.manual_seed(cfg.seed)
     store = EpisodeStore(data)
     obs_keys = [k for k in store.keys if k.startswith("obs/")]
@@ -46,10 +46,9 @@ def train_and_eval_lerobot(
     )
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg.optim.warmup_steps, cfg.steps))
     rng = np.random.default_rng(cfg.seed)
-    print(f"\n== {name}: train LeRobot DiffusionPolicy for {cfg.steps} steps on {run['dataset']}")
     model.train()
     t0 = time.perf_counter()
-    for _ in tqdm(range(cfg.steps), desc="train lerobot", disable=None):
+    for _ in tqdm(range(cfg.steps), desc="train lerobot", disable=None if progress else True):
         loss = model.compute_loss(
             _to_tensors(sampler.random_batch(cfg.optim.batch_size, rng), torch.device("cpu"))
         )
@@ -57,7 +56,14 @@ def train_and_eval_lerobot(
         loss.backward()
         opt.step()
         sched.step()
-    train_s = time.perf_counter() - t0
+    return model, time.perf_counter() - t0
+
+
+def train_and_eval_lerobot(
+    name: str, run: dict[str, Any], cfg: TrainConfig, data: Path, folder: Path, ev: dict[str, Any]
+) -> RunResult:
+    print(f"\n== {name}: train LeRobot DiffusionPolicy for {cfg.steps} steps on {run['dataset']}")
+    model, train_s = train_lerobot(cfg, data)
     folder.mkdir(parents=True, exist_ok=True)
     torch.save(model.policy.state_dict(), folder / "lerobot_diffusion.pt")
     model.eval()

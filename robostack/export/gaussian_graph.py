@@ -20,6 +20,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from robostack.policies.activations import Mish, exp_mish
 from robostack.policies.gaussian import GaussianPolicy
 
 
@@ -59,7 +60,7 @@ class GaussianMeanGraph(nn.Module):
             self.register_buffer("first_bias", bias)
         self.rest = nn.Sequential(
             *[
-                ExpMish(safe_mish_input(policy.trunk, i)) if isinstance(m, nn.Mish) else m
+                ExpMish(safe_mish_input(policy.trunk, i)) if isinstance(m, nn.Mish | Mish) else m
                 for i, m in enumerate(policy.trunk)
                 if i > 0
             ]
@@ -96,7 +97,6 @@ class GaussianMeanGraph(nn.Module):
 
 # e^x (e^x + 2) overflows float32 beyond x ~ 44; tanh(softplus(x)) is 1.0 in float32 from x ~ 9 on.
 EXP_MISH_LIMIT = 40.0
-EXP_MISH_CLAMP = 20.0
 
 
 def safe_mish_input(trunk: nn.Sequential, index: int) -> bool:
@@ -111,13 +111,16 @@ def safe_mish_input(trunk: nn.Sequential, index: int) -> bool:
 
 
 class ExpMish(nn.Module):
-    """Mish through vectorised onnxruntime kernels: x * n / (n + 2), n = e^x (e^x + 2)."""
+    """Mish through vectorised onnxruntime kernels: x * n / (n + 2), n = e^x (e^x + 2); without the clamp of the
+    exponential's input where the preceding LayerNorm bounds it (one node less)."""
 
     def __init__(self, bounded: bool) -> None:
         super().__init__()
         self.bounded = bounded
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        u = torch.exp(x if self.bounded else torch.clamp(x, max=EXP_MISH_CLAMP))
+        if not self.bounded:
+            return exp_mish(x)
+        u = torch.exp(x)
         n = u * (u + 2.0)
         return x * (n / (n + 2.0))

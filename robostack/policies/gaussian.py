@@ -14,6 +14,7 @@ from torch import nn
 
 from robostack.data.normalize import KeyStats
 from robostack.errors import RobostackError
+from robostack.policies.activations import Mish
 from robostack.policies.base import Policy, PolicyConfig, PolicySpec
 from robostack.policies.encoders import ObsEncoder
 from robostack.policies.normalizer import Normalizer
@@ -59,7 +60,7 @@ class GaussianPolicy(Policy):
         layers: list[nn.Module] = []
         d = per_step * config.n_obs_steps
         for h in config.hidden_dims:
-            layers += [nn.Linear(d, h), nn.LayerNorm(h), nn.Mish()]
+            layers += [nn.Linear(d, h), nn.LayerNorm(h), Mish()]
             d = h
         self.trunk = nn.Sequential(*layers)
         self.mean = nn.Linear(d, self.out_dim)

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from robostack.policies.activations import Mish
+
 
 class SinusoidalPosEmb(nn.Module):
     def __init__(self, dim: int) -> None:
@@ -65,7 +67,7 @@ class Conv1dBlock(nn.Module):
     def __init__(self, c_in: int, c_out: int, kernel: int, groups: int) -> None:
         super().__init__()
         self.block = nn.Sequential(
-            MatmulConv1d(c_in, c_out, kernel, padding=kernel // 2), nn.GroupNorm(groups, c_out), nn.Mish()
+            MatmulConv1d(c_in, c_out, kernel, padding=kernel // 2), nn.GroupNorm(groups, c_out), Mish()
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -82,7 +84,7 @@ class ConditionalResidualBlock1D(nn.Module):
         )
         self.c_out = c_out
         self.film_scale = film_scale
-        self.cond_encoder = nn.Sequential(nn.Mish(), nn.Linear(cond_dim, c_out * (2 if film_scale else 1)))
+        self.cond_encoder = nn.Sequential(Mish(), nn.Linear(cond_dim, c_out * (2 if film_scale else 1)))
         self.residual = MatmulConv1d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
@@ -111,7 +113,7 @@ class ConditionalUnet1D(nn.Module):
         self.step_encoder = nn.Sequential(
             SinusoidalPosEmb(step_embed_dim),
             nn.Linear(step_embed_dim, step_embed_dim * 4),
-            nn.Mish(),
+            Mish(),
             nn.Linear(step_embed_dim * 4, step_embed_dim),
         )
         cond_dim = step_embed_dim + global_cond_dim
