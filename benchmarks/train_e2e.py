@@ -40,15 +40,25 @@ def run_side(side: str, args: argparse.Namespace) -> dict:
 
     t0 = time.perf_counter()  # imports done: both walls start at the same point
     if side == "lerobot":
-        _, loop_s = train_lerobot(cfg, data, progress=False)
+        timeline: list[tuple[int, float]] = []
+        _, loop_s = train_lerobot(cfg, data, progress=False, timeline=timeline)
     else:
         folder = Path(args.work) / "runs" / f"e2e-{os.getpid()}"
         train(cfg, folder, progress=False)
         loop_s = recorded_train_seconds(folder)
+        metrics = map(json.loads, (folder / "metrics.jsonl").read_text().splitlines())
+        timeline = [(m["step"], m["train_s"]) for m in metrics if "train_s" in m]
     wall = time.perf_counter() - t0
+    # Steady state: the last two thirds of the run, past compilation and warm-up, from the same kind of timeline.
+    late = [(s, t) for s, t in timeline if s >= cfg.steps // 3]
+    if len(late) >= 2:
+        steady = (late[-1][1] - late[0][1]) / (late[-1][0] - late[0][0])
+    else:  # a run too short to have two log points there
+        steady = loop_s / cfg.steps
     samples = cfg.steps * cfg.optim.batch_size
     return {"side": side, "steps": cfg.steps, "batch": cfg.optim.batch_size, "wall_s": wall, "loop_s": loop_s,
-            "samples_per_s": samples / loop_s, "wall_samples_per_s": samples / wall}  # fmt: skip
+            "samples_per_s": samples / loop_s, "wall_samples_per_s": samples / wall, "steady_ms_per_step":
+            1e3 * steady, "steady_samples_per_s": cfg.optim.batch_size / steady}  # fmt: skip
 
 
 def _collect(side: str, proc: subprocess.Popen) -> dict:
@@ -103,17 +113,20 @@ def main() -> None:
     r, lr = res["robostack"], res["lerobot"]
     rows = [
         (s["side"], f"{s['steps']}", f"{s['wall_s']:.1f}", f"{s['loop_s']:.1f}", f"{s['samples_per_s']:.0f}",
-         f"{s['wall_samples_per_s']:.0f}")
+         f"{s['wall_samples_per_s']:.0f}", f"{s['steady_ms_per_step']:.1f}", f"{s['steady_samples_per_s']:.0f}")
         for s in (r, lr)
     ]  # fmt: skip
-    head = ["run", "steps", "wall s", "loop s", "loop samples/s", "end-to-end samples/s"]
+    head = ["run", "steps", "wall s", "loop s", "loop samples/s", "end-to-end samples/s", "steady ms/step",
+            "steady samples/s"]  # fmt: skip
     ratio_wall = lr["wall_s"] / r["wall_s"]
     ratio_loop = r["samples_per_s"] / lr["samples_per_s"]
+    ratio_steady = r["steady_samples_per_s"] / lr["steady_samples_per_s"]
     from robostack.utils.table import format_markdown, format_table
 
     summary = (
         f"robostack vs LeRobot: {ratio_wall:.2f}x faster end to end (wall time of the whole run, "
-        f"{'warm' if args.warm_cache else 'cold'} compile included), {ratio_loop:.2f}x in loop samples/s"
+        f"{'warm' if args.warm_cache else 'cold'} compile included), {ratio_loop:.2f}x in loop samples/s, "
+        f"{ratio_steady:.2f}x in steady-state samples/s (last two thirds of the steps)"
     )
     print(format_table(head, rows))
     print(summary)
@@ -121,7 +134,7 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     record = {"policy": args.policy, "dataset": args.dataset, "steps": args.steps, "warm_cache": args.warm_cache,
               "date": time.strftime("%Y-%m-%d"), "runs": [r, lr], "ratio_wall": ratio_wall,
-              "ratio_loop_samples_per_s": ratio_loop}  # fmt: skip
+              "ratio_loop_samples_per_s": ratio_loop, "ratio_steady_samples_per_s": ratio_steady}  # fmt: skip
     out.with_suffix(".json").write_text(json.dumps(record, indent=1))
     cmd = " ".join(["python", "benchmarks/train_e2e.py", *sys.argv[1:]])
     out.with_suffix(".md").write_text(

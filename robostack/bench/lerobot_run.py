@@ -22,9 +22,12 @@ from robostack.train.config import TrainConfig
 from robostack.train.trainer import _to_tensors, lr_lambda, make_spec
 
 
-def train_lerobot(cfg: TrainConfig, data: Path, progress: bool = True) -> tuple[LeRobotDiffusion, float]:
+def train_lerobot(
+    cfg: TrainConfig, data: Path, progress: bool = True, timeline: list[tuple[int, float]] | None = None
+) -> tuple[LeRobotDiffusion, float]:
     """LeRobot's DiffusionPolicy trained on ``data`` with ``cfg``'s windows, optimiser, schedule and steps; returns
-    the model and the wall time of its optimisation loop."""
+    the model and the wall time of its optimisation loop (``timeline`` collects (steps done, seconds) every
+    ``cfg.log_every`` steps, like the ``train_s`` of a robostack run's metrics)."""
     torch.manual_seed(cfg.seed)
     store = EpisodeStore(data)
     obs_keys = [k for k in store.keys if k.startswith("obs/")]
@@ -48,7 +51,7 @@ def train_lerobot(cfg: TrainConfig, data: Path, progress: bool = True) -> tuple[
     rng = np.random.default_rng(cfg.seed)
     model.train()
     t0 = time.perf_counter()
-    for _ in tqdm(range(cfg.steps), desc="train lerobot", disable=None if progress else True):
+    for step in tqdm(range(cfg.steps), desc="train lerobot", disable=None if progress else True):
         loss = model.compute_loss(
             _to_tensors(sampler.random_batch(cfg.optim.batch_size, rng), torch.device("cpu"))
         )
@@ -56,6 +59,8 @@ def train_lerobot(cfg: TrainConfig, data: Path, progress: bool = True) -> tuple[
         loss.backward()
         opt.step()
         sched.step()
+        if timeline is not None and (step + 1) % cfg.log_every == 0:
+            timeline.append((step + 1, time.perf_counter() - t0))
     return model, time.perf_counter() - t0
 
 
