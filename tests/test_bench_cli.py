@@ -51,6 +51,8 @@ def test_bench_runs_a_suite_with_lerobot_side_by_side(tmp_path):
     run = out / "runs/push-diffusion"
     (run / "checkpoints/last").write_text("step_00000010")
     shutil.rmtree(run / "checkpoints/step_00000020")
+    with (run / "metrics.jsonl").open("a") as f:
+        f.write('{"step": 2')  # the line the kill cut short
     resumed = run_cli("bench", "--suite", suite, "--out", out, "--only", "push-diffusion", check=True)
     assert "resuming push-diffusion at step 10" in resumed.stdout
     assert (run / "checkpoints/last").read_text() == "step_00000020"

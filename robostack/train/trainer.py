@@ -293,25 +293,31 @@ def _val_loss(
     return float(np.mean(losses))
 
 
+def _metric_records(path: Path) -> list[dict[str, Any]]:
+    """The records of a run's metrics.jsonl; a line cut short by a kill is not a record."""
+    out = []
+    for line in path.read_text().splitlines() if path.exists() else []:
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return out
+
+
 def _forget_metrics_after(path: Path, step: int) -> None:
-    """Drop the records a killed run logged after its last checkpoint: the resumed run trains those steps again,
-    and the curve, the TensorBoard-free plot and the recorded training time should describe one history."""
+    """Drop what a killed run logged after its last checkpoint: the resumed run trains those steps again, and the
+    metrics, the training curve and the recorded training time should describe one history."""
     if not path.exists():
         return
-    lines = path.read_text().splitlines()
-    kept = [x for x in lines if json.loads(x).get("step", 0) <= step]
-    if len(kept) != len(lines):
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text("".join(x + "\n" for x in kept))
-        tmp.replace(path)
+    kept = [r for r in _metric_records(path) if r.get("step", 0) <= step]
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
+    tmp.replace(path)
 
 
 def recorded_train_seconds(run: Path) -> float:
     """Training wall time the run's metrics record so far (0 when none is recorded)."""
-    path = run / "metrics.jsonl"
-    if not path.exists():
-        return 0.0
-    seconds = [r["train_s"] for r in map(json.loads, path.read_text().splitlines()) if "train_s" in r]
+    seconds = [r["train_s"] for r in _metric_records(run / "metrics.jsonl") if "train_s" in r]
     return seconds[-1] if seconds else 0.0
 
 
