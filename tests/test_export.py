@@ -229,6 +229,9 @@ def test_export_eval_and_infer_bench_through_the_cli(tmp_path, push_store):
         "eval", "--policy", run, *ev, "--num-steps", "101", "--workers", "2"
     )  # checked before the pool
     assert_one_line_error(bad, "denoising steps")
+    assert_one_line_error(
+        run_cli("eval", "--policy", run, *ev, "--num-steps", "0"), "--num-steps must be at least 1"
+    )
     proc = run_cli("infer-bench", "--model", model, "--iters", "5", "--warmup", "1", "--out", tmp_path / "ib")
     assert proc.returncode == 0, proc.stderr
     res = json.loads((tmp_path / "ib" / "results.json").read_text())

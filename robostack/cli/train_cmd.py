@@ -128,6 +128,8 @@ def _eval_ros(args: argparse.Namespace) -> int:
         raise RobostackError("--ros evaluates an exported model: run `robostack export` and pass the .onnx")
     if args.num_steps:
         raise RobostackError("--num-steps: an exported model fixes its steps (re-export with --steps K)")
+    if args.n_action_steps is not None and args.n_action_steps < 1:
+        raise RobostackError(f"--n-action-steps must be at least 1, got {args.n_action_steps}")
     check_policy_fits_task(read_any_spec(args.policy), args.task)
     res = run_closed_loop(
         ClosedLoopConfig(args.policy, args.task, args.episodes, args.seed, args.n_action_steps or 0)

@@ -64,9 +64,9 @@ _STATE: dict[str, Any] = {}
 
 def configure_inference(policy: Any, n_action_steps: int | None, num_steps: int | None) -> None:
     """Apply the evaluation's inference-time choices (actions per chunk, denoising steps) to a loaded policy."""
-    if n_action_steps:
+    if n_action_steps is not None:
         policy.set_n_action_steps(n_action_steps)
-    if num_steps:
+    if num_steps is not None:
         setter = getattr(policy, "set_num_steps", None)
         if setter is None:
             kind = (
@@ -212,7 +212,10 @@ def evaluate(
     if episodes < 1:
         raise RobostackError("--episodes must be at least 1")
     check_policy_fits_task(read_any_spec(policy_path), task)
-    if workers > 1 and (n_action_steps or num_steps):
+    for flag, value in (("--n-action-steps", n_action_steps), ("--num-steps", num_steps)):
+        if value is not None and value < 1:
+            raise RobostackError(f"{flag} must be at least 1, got {value}")
+    if workers > 1 and (n_action_steps is not None or num_steps is not None):
         # a worker's initializer that raises makes the pool respawn workers forever: check the choices here
         configure_inference(load_any_policy(policy_path, threads=1), n_action_steps, num_steps)
     seeds = list(range(seed, seed + episodes))
