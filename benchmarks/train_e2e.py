@@ -36,7 +36,7 @@ def run_side(side: str, args: argparse.Namespace) -> dict:
     overrides = [f"steps={args.steps}", "compile=true", f"seed={args.seed}"]
     cfg = train_config(args.policy, data, overrides)
     from robostack.bench.lerobot_run import train_lerobot
-    from robostack.train.trainer import recorded_train_seconds, train
+    from robostack.train.trainer import read_metrics, recorded_train_seconds, train
 
     t0 = time.perf_counter()  # imports done: both walls start at the same point
     if side == "lerobot":
@@ -46,7 +46,7 @@ def run_side(side: str, args: argparse.Namespace) -> dict:
         folder = Path(args.work) / "runs" / f"e2e-{os.getpid()}"
         train(cfg, folder, progress=False)
         loop_s = recorded_train_seconds(folder)
-        metrics = map(json.loads, (folder / "metrics.jsonl").read_text().splitlines())
+        metrics = read_metrics(folder / "metrics.jsonl")
         timeline = [(m["step"], m["train_s"]) for m in metrics if "train_s" in m]
     wall = time.perf_counter() - t0
     # Steady state: the last two thirds of the run, past compilation and warm-up, from the same kind of timeline.

@@ -152,7 +152,7 @@ def set_aside(folder: Path) -> Path:
 
 def run_one(run: dict[str, Any], out_dir: Path, eval_workers: int) -> RunResult:
     from robostack.eval.evaluate import evaluate
-    from robostack.train.trainer import recorded_train_seconds, train
+    from robostack.train.trainer import read_metrics, recorded_train_seconds, train
 
     name = run["name"]
     data = make_dataset(run["dataset"], out_dir)
@@ -178,7 +178,7 @@ def run_one(run: dict[str, Any], out_dir: Path, eval_workers: int) -> RunResult:
     elif done < cfg.steps:  # an interrupted benchmark picks up its run from the last checkpoint
         print(f"resuming {name} at step {done}")
         train(cfg, folder, resume=True)
-    metrics = [json.loads(x) for x in (folder / "metrics.jsonl").read_text().splitlines()]
+    metrics = read_metrics(folder / "metrics.jsonl")
     sps = [m["samples_per_s"] for m in metrics if "samples_per_s" in m]
     train_s = recorded_train_seconds(folder) or _throughput_train_seconds(metrics, cfg)
     result = evaluate(

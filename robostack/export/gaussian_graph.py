@@ -119,8 +119,4 @@ class ExpMish(nn.Module):
         self.bounded = bounded
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.bounded:
-            return exp_mish(x)
-        u = torch.exp(x)
-        n = u * (u + 2.0)
-        return x * (n / (n + 2.0))
+        return exp_mish(x, clamp=not self.bounded)

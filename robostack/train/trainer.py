@@ -293,7 +293,7 @@ def _val_loss(
     return float(np.mean(losses))
 
 
-def _metric_records(path: Path) -> list[dict[str, Any]]:
+def read_metrics(path: Path) -> list[dict[str, Any]]:
     """The records of a run's metrics.jsonl; a line cut short by a kill is not a record."""
     out = []
     for line in path.read_text().splitlines() if path.exists() else []:
@@ -309,7 +309,7 @@ def _forget_metrics_after(path: Path, step: int) -> None:
     metrics, the training curve and the recorded training time should describe one history."""
     if not path.exists():
         return
-    kept = [r for r in _metric_records(path) if r.get("step", 0) <= step]
+    kept = [r for r in read_metrics(path) if r.get("step", 0) <= step]
     tmp = path.with_suffix(".tmp")
     tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
     tmp.replace(path)
@@ -317,7 +317,7 @@ def _forget_metrics_after(path: Path, step: int) -> None:
 
 def recorded_train_seconds(run: Path) -> float:
     """Training wall time the run's metrics record so far (0 when none is recorded)."""
-    seconds = [r["train_s"] for r in _metric_records(run / "metrics.jsonl") if "train_s" in r]
+    seconds = [r["train_s"] for r in read_metrics(run / "metrics.jsonl") if "train_s" in r]
     return seconds[-1] if seconds else 0.0
 
 
