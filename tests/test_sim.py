@@ -11,6 +11,7 @@ from robostack.data import EpisodeStore
 from robostack.errors import RobostackError
 from robostack.sim import make_task, task_names
 from robostack.sim.parallel import generate_episodes
+from robostack.sim.push import PushExpert
 
 from conftest import assert_one_line_error, run_cli
 
@@ -181,3 +182,31 @@ def test_robosuite_cameras_record_and_render(tmp_path):
     proc = run_cli("sim", "render", out, "--out", video, "--width", "128", "--height", "96")
     assert proc.returncode == 0, proc.stderr
     assert video.stat().st_size > 1000
+
+
+def test_dart_demos_record_expert_labels_and_replay_exactly(tmp_path):
+    out = tmp_path / "dart.zarr"
+    run_cli(
+        "sim", "demos", "--task", "push", "--episodes", "3", "--quality", "dart", "--out", out, check=True
+    )
+    store = EpisodeStore(out)
+    assert "executed_action" in store.keys and [e.quality for e in store.episodes()] == ["dart"] * 3
+    for i in range(3):
+        d = store.read_episode(i, ["obs/state", "obs/object", "action", "executed_action"])
+        assert np.abs(d["action"] - d["executed_action"]).mean() > 0.05  # the noise was executed...
+        # ...and every recorded label is the clean expert's command in the state the noise led to.
+        labels = {
+            side: np.stack(
+                [
+                    PushExpert(side).act({"state": s, "object": o})
+                    for s, o in zip(d["obs/state"], d["obs/object"], strict=True)
+                ]
+            )
+            for side in (-1, 1)
+        }
+        assert min(np.abs(lab - d["action"]).max() for lab in labels.values()) < 1e-6
+        proc = run_cli("sim", "replay", out, "--episode", i, "--tolerance", "0", check=True)
+        assert "max state deviation 0" in proc.stdout
+    # A store has one set of features: plain expert episodes (no executed_action) cannot be appended to it.
+    proc = run_cli("sim", "demos", "--task", "push", "--episodes", "1", "--out", out)
+    assert_one_line_error(proc, "executed_action")

@@ -17,7 +17,7 @@ def add(sub: argparse._SubParsersAction) -> None:
     p = ssub.add_parser("demos", help="generate scripted demonstrations into a store (appends if it exists)")
     p.add_argument("--task", required=True)
     p.add_argument("--episodes", type=int, required=True)
-    p.add_argument("--quality", default="expert", help="expert | noisy | random | mixed")
+    p.add_argument("--quality", default="expert", help="expert | noisy | random | dart | mixed")
     p.add_argument("--out", required=True)
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--seed", type=int, default=None, help="first seed (default: after the store's largest)")

@@ -108,3 +108,8 @@ class Expert(ABC):
 
     @abstractmethod
     def act(self, obs: dict[str, np.ndarray]) -> np.ndarray: ...
+
+    def act_labelled(self, obs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """(command to execute, action to record as the label); the same array unless labels are corrected."""
+        a = self.act(obs)
+        return a, a

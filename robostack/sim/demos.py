@@ -14,7 +14,7 @@ from robostack.data.schema import StoreInfo
 from robostack.data.store import EpisodeStore, EpisodeWriter
 from robostack.errors import StoreError
 from robostack.sim.parallel import generate_episodes
-from robostack.sim.quality import TIERS
+from robostack.sim.quality import LABELLED_TIERS, TIERS
 from robostack.sim.registry import make_task
 from robostack.sim.rollout import episode_features
 from robostack.utils.provenance import provenance
@@ -30,7 +30,8 @@ class DemoConfig:
     episodes: int = 100
     """Episodes to generate (successful or not: every episode is kept, with its success flag)."""
     quality: str = "expert"
-    """expert | noisy | random | mixed (a per-episode draw of the other three)."""
+    """expert | noisy | random | dart (expert labels, noisy execution; DART) | mixed (a per-episode draw of expert,
+    noisy and random)."""
     out: str = "demos.zarr"
     """Store to create, or to append to when it exists."""
     workers: int = 1
@@ -75,7 +76,7 @@ class DemoSummary:
 
 def _open_or_create(cfg: DemoConfig, kwargs: dict) -> tuple[EpisodeWriter, int]:
     probe = make_task(cfg.task, **kwargs)
-    feats = episode_features(probe)
+    feats = episode_features(probe, labelled=cfg.quality in LABELLED_TIERS)
     spec = probe.task_spec
     probe.close()
     out = Path(cfg.out)

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from robostack.sim.quality import make_actor, pick_tier
+from robostack.sim.quality import LABELLED_TIERS, make_actor, pick_tier
 from robostack.sim.rollout import Episode, run_episode
 
 _TASK: Any = None
@@ -37,7 +37,11 @@ def _run(job: tuple[int, str]) -> Episode:
     rng = _episode_rng(seed)
     tier = pick_tier(quality, rng)
     dim = _TASK.task_spec.action.shape[0]
-    return run_episode(_TASK, lambda: make_actor(tier, _TASK.make_expert(rng), dim, rng), seed, tier)
+    # A store has one set of features, so a quality whose episodes carry labels records executed_action throughout.
+    labelled = quality in LABELLED_TIERS
+    return run_episode(
+        _TASK, lambda: make_actor(tier, _TASK.make_expert(rng), dim, rng), seed, tier, labelled=labelled
+    )
 
 
 def generate_episodes(

@@ -43,7 +43,8 @@ def replay(path: str | os.PathLike[str], episode: int) -> ReplayResult:
     if not 0 <= episode < store.n_episodes:
         raise StoreError(f"{path}: episode {episode} out of range (store has {store.n_episodes})")
     task_name = _task_for(store, episode)
-    data = store.read_episode(episode, ["sim_state", "action"])
+    keys = ["sim_state", "action", *(["executed_action"] if "executed_action" in store.keys else [])]
+    data = store.read_episode(episode, keys)
     task = make_task(task_name)
     try:
         task.reset(seed=0)

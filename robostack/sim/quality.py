@@ -7,7 +7,13 @@ import numpy as np
 from robostack.errors import RobostackError
 from robostack.sim.base import Expert
 
-TIERS = ("expert", "noisy", "random", "mixed")
+TIERS = ("expert", "noisy", "random", "dart", "mixed")
+#: Tiers whose recorded ``action`` is a label that differs from the executed command (stored as ``executed_action``).
+LABELLED_TIERS = ("dart",)
+#: DART execution noise: stationary standard deviation in normalised action units ([-1, 1]) and step-to-step
+#: correlation. On push (40 seeds) these keep the expert at 100% success with episodes ~30% longer.
+DART_NOISE = 0.3
+DART_CORR = 0.8
 #: Share of each pure tier inside ``mixed`` episodes.
 MIXED_WEIGHTS = {"expert": 0.4, "noisy": 0.4, "random": 0.2}
 
@@ -36,6 +42,40 @@ class NoisyExpert(Expert):
             out[-1:] = a[-1:] if a.shape[0] == 7 else out[-1:]  # keep the gripper command of the expert
             return out
         return np.clip(a + self.rng.normal(0.0, self.noise, a.shape), -1.0, 1.0).astype(np.float32)
+
+
+class DartExpert(Expert):
+    """DART (Laskey et al., 2017): execute the expert's command plus noise, record the expert's own command.
+
+    The noise carries the demonstrations into states the clean expert never visits (a block off line, a pusher
+    overshooting the goal) and labels them with the expert's correction, which is what a cloned policy needs when
+    its own errors compound. The noise is temporally correlated (AR(1), stationary std ``noise``): a cloned policy
+    errs for a whole action chunk, not one step at a time, and i.i.d. noise of the same size is absorbed by the
+    push expert's feedback before the state moves (measured: the block's largest lateral excursion stays at the
+    clean expert's 1.4 cm, against 1.7 cm with this noise). The executed commands are stored too
+    (``executed_action``), so replay stays exact.
+    """
+
+    def __init__(
+        self, expert: Expert, rng: np.random.Generator, noise: float = DART_NOISE, corr: float = DART_CORR
+    ) -> None:
+        self.expert = expert
+        self.rng = rng
+        self.noise = noise
+        self.corr = corr
+        self._n: np.ndarray | None = None
+
+    def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        return self.act_labelled(obs)[0]
+
+    def act_labelled(self, obs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        label = np.asarray(self.expert.act(obs), np.float32)
+        eps = self.rng.normal(0.0, self.noise, label.shape)
+        self._n = eps if self._n is None else self.corr * self._n + np.sqrt(1.0 - self.corr**2) * eps
+        noise = self._n.copy()
+        if label.shape[0] == 7:
+            noise[-1] = 0.0  # a gripper command is binary: noise there would only flicker it
+        return np.clip(label + noise, -1.0, 1.0).astype(np.float32), label
 
 
 class RandomActor(Expert):
@@ -71,4 +111,6 @@ def make_actor(tier: str, expert: Expert, action_dim: int, rng: np.random.Genera
         return NoisyExpert(expert, rng)
     if tier == "random":
         return RandomActor(action_dim, rng)
+    if tier == "dart":
+        return DartExpert(expert, rng)
     raise RobostackError(f"cannot act with tier '{tier}'")

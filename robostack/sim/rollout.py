@@ -1,7 +1,8 @@
 """One episode in, one dict of per-step arrays out -- the row convention every store and replay relies on.
 
 Row t holds the observation *before* step t (``obs/<k>``), the physics state before it (``sim_state``), the action
-taken, and what the step returned (``reward``, ``terminated``, ``truncated``).
+taken, and what the step returned (``reward``, ``terminated``, ``truncated``). Where demonstrations relabel what was
+executed (DART), ``action`` holds the label and ``executed_action`` the command the simulator received.
 """
 
 from __future__ import annotations
@@ -27,11 +28,20 @@ class Episode:
         return int(self.data["action"].shape[0])
 
 
-def episode_features(task: SimTask) -> dict[str, FeatureSpec]:
-    """The store features a simulated rollout of ``task`` writes."""
+def episode_features(task: SimTask, labelled: bool = False) -> dict[str, FeatureSpec]:
+    """The store features a simulated rollout of ``task`` writes (``labelled``: with ``executed_action``)."""
     spec = task.task_spec
     feats = {f"obs/{k}": v for k, v in spec.obs.items()}
     feats["action"] = spec.action
+    if labelled:
+        a = spec.action
+        feats["executed_action"] = FeatureSpec(
+            a.dtype,
+            a.shape,
+            names=a.names,
+            units=a.units,
+            description="command executed (action is its label)",
+        )
     feats["reward"] = FeatureSpec("float32", ())
     feats["terminated"] = FeatureSpec("bool", (), description="task success ended the episode")
     feats["truncated"] = FeatureSpec("bool", (), description="time limit ended the episode")
@@ -44,23 +54,36 @@ def episode_features(task: SimTask) -> dict[str, FeatureSpec]:
 
 
 def run_episode(
-    task: SimTask, make_actor: Callable[[], Expert], seed: int, tier: str, max_steps: int | None = None
+    task: SimTask,
+    make_actor: Callable[[], Expert],
+    seed: int,
+    tier: str,
+    max_steps: int | None = None,
+    labelled: bool = False,
 ) -> Episode:
-    """Reset with ``seed``, build the actor for that initial state, run until success or the time limit."""
+    """Reset with ``seed``, build the actor for that initial state, run until success or the time limit.
+
+    ``labelled`` records the actor's label as ``action`` and its executed command as ``executed_action``.
+    """
     spec = task.task_spec
     max_steps = max_steps or spec.max_steps
     obs, _ = task.reset(seed=seed)
     actor = make_actor()
-    rows: dict[str, list[np.ndarray]] = {k: [] for k in episode_features(task)}
+    rows: dict[str, list[np.ndarray]] = {k: [] for k in episode_features(task, labelled)}
     success = False
     for t in range(max_steps):
         state = task.get_sim_state()
-        action = np.asarray(actor.act(obs), np.float32)
+        executed, label = actor.act_labelled(obs)
+        executed = np.asarray(executed, np.float32)
         for k, v in obs.items():
             rows[f"obs/{k}"].append(v)
         rows["sim_state"].append(state)
-        rows["action"].append(action)
-        obs, reward, terminated, truncated, info = task.step(action)
+        if labelled:
+            rows["action"].append(np.asarray(label, np.float32))
+            rows["executed_action"].append(executed)
+        else:
+            rows["action"].append(executed)
+        obs, reward, terminated, truncated, info = task.step(executed)
         truncated = truncated or (t == max_steps - 1 and not terminated)
         rows["reward"].append(np.float32(reward))
         rows["terminated"].append(np.bool_(terminated))
@@ -74,13 +97,14 @@ def run_episode(
 
 
 def replay_episode(task: SimTask, data: dict[str, np.ndarray], seed: int = -1) -> tuple[float, bool]:
-    """Re-execute recorded actions from the recorded first state; return the largest state deviation seen
-    against the recorded states, and whether the replay reached success where the recording did.
+    """Re-execute recorded commands (``executed_action`` where the store has it, else ``action``) from the recorded
+    first state; return the largest state deviation seen against the recorded states, and whether the replay
+    reached success where the recording did.
 
     With the episode's seed, the initial state comes from ``reset(seed)`` (compared against the recorded one), so
     simulator-side state outside MuJoCo's (robosuite's controller goals right after a reset) matches too.
     """
-    states, actions = data["sim_state"], data["action"]
+    states, actions = data["sim_state"], data.get("executed_action", data["action"])
     worst = 0.0
     if seed >= 0:
         task.reset(seed=seed)
