@@ -210,3 +210,18 @@ def test_dart_demos_record_expert_labels_and_replay_exactly(tmp_path):
     # A store has one set of features: plain expert episodes (no executed_action) cannot be appended to it.
     proc = run_cli("sim", "demos", "--task", "push", "--episodes", "1", "--out", out)
     assert_one_line_error(proc, "executed_action")
+    proc = run_cli(
+        "sim",
+        "demos",
+        "--task",
+        "push",
+        "--episodes",
+        "1",
+        "--quality",
+        "dart",
+        "--dart-noise",
+        "2",
+        "--out",
+        out,
+    )
+    assert_one_line_error(proc, "--dart-noise")

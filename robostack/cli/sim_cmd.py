@@ -18,6 +18,9 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--task", required=True)
     p.add_argument("--episodes", type=int, required=True)
     p.add_argument("--quality", default="expert", help="expert | noisy | random | dart | mixed")
+    p.add_argument(
+        "--dart-noise", type=float, default=None, help="executed noise std of --quality dart (default 0.3)"
+    )
     p.add_argument("--out", required=True)
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--seed", type=int, default=None, help="first seed (default: after the store's largest)")
@@ -73,6 +76,7 @@ def cmd_demos(args: argparse.Namespace) -> int:
         task=args.task,
         episodes=args.episodes,
         quality=args.quality,
+        **({} if args.dart_noise is None else {"dart_noise": args.dart_noise}),
         out=args.out,
         workers=args.workers,
         seed=args.seed,

@@ -14,7 +14,7 @@ from robostack.data.schema import StoreInfo
 from robostack.data.store import EpisodeStore, EpisodeWriter
 from robostack.errors import StoreError
 from robostack.sim.parallel import generate_episodes
-from robostack.sim.quality import LABELLED_TIERS, TIERS
+from robostack.sim.quality import DART_NOISE, LABELLED_TIERS, TIERS
 from robostack.sim.registry import make_task
 from robostack.sim.rollout import episode_features
 from robostack.utils.provenance import provenance
@@ -38,6 +38,8 @@ class DemoConfig:
     """Simulator processes."""
     seed: int | None = None
     """First episode seed (episode i uses seed+i); default: after the largest seed already in the store."""
+    dart_noise: float = DART_NOISE
+    """Standard deviation of the executed noise of ``dart`` demonstrations (normalised action units)."""
     cameras: tuple[str, ...] = ()
     """Cameras to record as ``obs/image_<camera>`` (robosuite tasks)."""
     image_size: int = 84
@@ -51,6 +53,8 @@ class DemoConfig:
             raise StoreError(f"unknown quality '{self.quality}' (choose from {', '.join(TIERS)})")
         if self.workers < 1:
             raise StoreError("--workers must be at least 1")
+        if not 0.0 <= self.dart_noise <= 1.0:
+            raise StoreError(f"--dart-noise must be in [0, 1], got {self.dart_noise}")
 
 
 @dataclass
@@ -124,7 +128,9 @@ def generate_demos(cfg: DemoConfig, progress: bool = True) -> DemoSummary:
             disable=None if progress else True,
             leave=False,
         )
-        for ep in generate_episodes(cfg.task, seeds, cfg.quality, cfg.workers, kwargs):
+        for ep in generate_episodes(
+            cfg.task, seeds, cfg.quality, cfg.workers, kwargs, dart_noise=cfg.dart_noise
+        ):
             writer.add_episode(
                 ep.data, success=ep.success, source="sim", task=cfg.task, seed=ep.seed, quality=ep.tier
             )

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from robostack.sim.quality import LABELLED_TIERS, make_actor, pick_tier
+from robostack.sim.quality import DART_NOISE, LABELLED_TIERS, make_actor, pick_tier
 from robostack.sim.rollout import Episode, run_episode
 
 _TASK: Any = None
@@ -32,15 +32,19 @@ def _episode_rng(seed: int) -> np.random.Generator:
     return np.random.default_rng([seed, 0x5EED])
 
 
-def _run(job: tuple[int, str]) -> Episode:
-    seed, quality = job
+def _run(job: tuple[int, str, float]) -> Episode:
+    seed, quality, dart_noise = job
     rng = _episode_rng(seed)
     tier = pick_tier(quality, rng)
     dim = _TASK.task_spec.action.shape[0]
     # A store has one set of features, so a quality whose episodes carry labels records executed_action throughout.
     labelled = quality in LABELLED_TIERS
     return run_episode(
-        _TASK, lambda: make_actor(tier, _TASK.make_expert(rng), dim, rng), seed, tier, labelled=labelled
+        _TASK,
+        lambda: make_actor(tier, _TASK.make_expert(rng), dim, rng, dart_noise),
+        seed,
+        tier,
+        labelled=labelled,
     )
 
 
@@ -50,10 +54,11 @@ def generate_episodes(
     quality: str,
     workers: int = 1,
     task_kwargs: dict[str, Any] | None = None,
+    dart_noise: float = DART_NOISE,
 ) -> Iterator[Episode]:
     """Yield one Episode per seed, in order. ``workers=1`` runs in this process (no start-up cost)."""
     task_kwargs = task_kwargs or {}
-    jobs = [(s, quality) for s in seeds]
+    jobs = [(s, quality, dart_noise) for s in seeds]
     if workers <= 1:
         _init_worker(task_name, task_kwargs)
         for job in jobs:
