@@ -9,7 +9,9 @@ def add(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "bench", help="run a benchmark suite (configs/bench/*.yaml): datasets, training, evaluation"
     )
-    p.add_argument("--suite", default="smoke", help="smoke | standard | path to a suite YAML")
+    p.add_argument(
+        "--suite", default="smoke", help="smoke | standard | dart (an ablation) | path to a suite YAML"
+    )
     p.add_argument("--out", default=None, help="results folder (default: runs/bench-<suite>)")
     p.add_argument("--only", default="", help="comma-separated run names to run")
     p.add_argument("--eval-workers", type=int, default=2)
