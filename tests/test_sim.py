@@ -225,3 +225,5 @@ def test_dart_demos_record_expert_labels_and_replay_exactly(tmp_path):
         out,
     )
     assert_one_line_error(proc, "--dart-noise")
+    proc = run_cli("sim", "demos", "--task", "push", "--episodes", "1", "--dart-noise", "0.1", "--out", out)
+    assert_one_line_error(proc, "only applies to --quality dart")
