@@ -16,6 +16,11 @@ from robostack.sim.push import PushExpert
 from conftest import assert_one_line_error, run_cli
 
 
+def push_demos(out, *extra: str):
+    """One push demonstration into ``out`` through the CLI, with extra arguments."""
+    return run_cli("sim", "demos", "--task", "push", "--episodes", "1", "--out", out, *extra)
+
+
 def test_sim_list_shows_every_task_and_its_spec():
     out = json.loads(run_cli("sim", "list", "--json", check=True).stdout)
     by_name = {t["name"]: t for t in out}
@@ -31,21 +36,7 @@ def test_unknown_task_and_bad_arguments_are_one_line(tmp_path):
         run_cli("sim", "demos", "--task", "fly", "--episodes", "1", "--out", tmp_path / "x.zarr"),
         "unknown task 'fly'",
     )
-    assert_one_line_error(
-        run_cli(
-            "sim",
-            "demos",
-            "--task",
-            "push",
-            "--episodes",
-            "1",
-            "--quality",
-            "great",
-            "--out",
-            tmp_path / "x.zarr",
-        ),
-        "unknown quality",
-    )
+    assert_one_line_error(push_demos(tmp_path / "x.zarr", "--quality", "great"), "unknown quality")
     with pytest.raises(RobostackError, match="choose from push, lift, can"):
         make_task("fly")
 
@@ -208,22 +199,6 @@ def test_dart_demos_record_expert_labels_and_replay_exactly(tmp_path):
         proc = run_cli("sim", "replay", out, "--episode", i, "--tolerance", "0", check=True)
         assert "max state deviation 0" in proc.stdout
     # A store has one set of features: plain expert episodes (no executed_action) cannot be appended to it.
-    proc = run_cli("sim", "demos", "--task", "push", "--episodes", "1", "--out", out)
-    assert_one_line_error(proc, "executed_action")
-    proc = run_cli(
-        "sim",
-        "demos",
-        "--task",
-        "push",
-        "--episodes",
-        "1",
-        "--quality",
-        "dart",
-        "--dart-noise",
-        "2",
-        "--out",
-        out,
-    )
-    assert_one_line_error(proc, "--dart-noise")
-    proc = run_cli("sim", "demos", "--task", "push", "--episodes", "1", "--dart-noise", "0.1", "--out", out)
-    assert_one_line_error(proc, "only applies to --quality dart")
+    assert_one_line_error(push_demos(out), "executed_action")
+    assert_one_line_error(push_demos(out, "--quality", "dart", "--dart-noise", "2"), "--dart-noise")
+    assert_one_line_error(push_demos(out, "--dart-noise", "0.1"), "only applies to --quality dart")
