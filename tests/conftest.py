@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import subprocess
 import sys
@@ -45,6 +47,21 @@ def run_cli(*args: str, check: bool = False, timeout: float = 600) -> subprocess
             f"robostack {' '.join(map(str, args))} failed ({proc.returncode}):\n{proc.stderr}"
         )
     return proc
+
+
+def run_cli_here(*args: str) -> subprocess.CompletedProcess[str]:
+    """The CLI's own entry point (argument parsing, error handling, exit code) in this process, for refusals that
+    happen before any work: a fresh interpreter costs ~5 s of imports per call, and ``run_cli`` already covers the
+    process boundary."""
+    from robostack.cli.main import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as exc:  # argparse's usage errors and --help
+            code = exc.code if isinstance(exc.code, int) else 1
+    return subprocess.CompletedProcess(["robostack", *map(str, args)], code, out.getvalue(), err.getvalue())
 
 
 def assert_one_line_error(proc: subprocess.CompletedProcess[str], *fragments: str) -> None:

@@ -17,12 +17,12 @@ from robostack.export.onnx_export import random_inputs
 from robostack.policies import PolicySpec, build_policy, save_policy
 from robostack.runtime import ProviderError, load
 
-from conftest import assert_one_line_error, run_cli
+from conftest import assert_one_line_error, run_cli, run_cli_here
 from test_policies import SPEC, STATS, TINY_UNET, ks
 
 FAMILIES = {
-    "diffusion": {**TINY_UNET, "num_inference_steps": 5},
-    "flow": {**TINY_UNET, "num_integration_steps": 4, "integrator": "midpoint"},
+    "diffusion": {**TINY_UNET, "num_inference_steps": 3},
+    "flow": {**TINY_UNET, "num_integration_steps": 2, "integrator": "midpoint"},
     "gaussian": {"hidden_dims": [32, 32], "n_obs_steps": 2},
 }
 
@@ -77,7 +77,7 @@ def test_metadata_round_trip_and_checker(exported):
     model = onnx.load(str(path))
     onnx.checker.check_model(model, full_check=True)
     meta = read_model_meta(path)
-    assert meta.family == "diffusion" and meta.steps == 5 and report.steps == 5
+    assert meta.family == "diffusion" and meta.steps == 3 and report.steps == 3
     assert meta.spec.to_json() == SPEC.to_json()
     assert (meta.n_obs_steps, meta.horizon, meta.n_action_steps) == (2, 16, 8)
     assert meta.control_rate_hz == 20.0 and meta.stats_hash == stats_hash(STATS)
@@ -220,17 +220,21 @@ def test_export_eval_and_infer_bench_through_the_cli(tmp_path, push_store):
     assert again["per_episode"] == onnx_res["per_episode"]  # seeded noise: workers change nothing
     short = json.loads(run_cli("eval", "--policy", model, *ev, "--n-action-steps", "2", check=True).stdout)
     assert short["episodes"] == 3  # re-plans every 2 steps instead of 8
-    assert_one_line_error(run_cli("eval", "--policy", model, *ev, "--n-action-steps", "9"), "n_action_steps")
-    assert_one_line_error(run_cli("eval", "--policy", run, *ev, "--n-action-steps", "99"), "n_action_steps")
+    assert_one_line_error(
+        run_cli_here("eval", "--policy", model, *ev, "--n-action-steps", "9"), "n_action_steps"
+    )
+    assert_one_line_error(
+        run_cli_here("eval", "--policy", run, *ev, "--n-action-steps", "99"), "n_action_steps"
+    )
     fewer = json.loads(run_cli("eval", "--policy", run, *ev, "--num-steps", "2", check=True).stdout)
     assert fewer["episodes"] == 3  # 2 DDIM steps per chunk instead of the trained 10
-    assert_one_line_error(run_cli("eval", "--policy", model, *ev, "--num-steps", "2"), "re-export")
+    assert_one_line_error(run_cli_here("eval", "--policy", model, *ev, "--num-steps", "2"), "re-export")
     bad = run_cli(
         "eval", "--policy", run, *ev, "--num-steps", "101", "--workers", "2"
     )  # checked before the pool
     assert_one_line_error(bad, "denoising steps")
     assert_one_line_error(
-        run_cli("eval", "--policy", run, *ev, "--num-steps", "0"), "--num-steps must be at least 1"
+        run_cli_here("eval", "--policy", run, *ev, "--num-steps", "0"), "--num-steps must be at least 1"
     )
     proc = run_cli("infer-bench", "--model", model, "--iters", "5", "--warmup", "1", "--out", tmp_path / "ib")
     assert proc.returncode == 0, proc.stderr
@@ -247,16 +251,18 @@ def test_cli_export_bad_input(tmp_path, exported):
     _, path, _ = exported["gaussian"]
     folder = path.with_suffix(".policy")
     assert_one_line_error(
-        run_cli("export", "--policy", folder, "--out", tmp_path / "m.txt"), "must end in .onnx"
+        run_cli_here("export", "--policy", folder, "--out", tmp_path / "m.txt"), "must end in .onnx"
     )
     assert_one_line_error(
-        run_cli("export", "--policy", folder, "--out", tmp_path / "m.onnx", "--steps", "3"), "no steps"
+        run_cli_here("export", "--policy", folder, "--out", tmp_path / "m.onnx", "--steps", "3"), "no steps"
     )
     stripped = onnx.load(str(path))
     del stripped.metadata_props[:]
     onnx.save(stripped, str(tmp_path / "plain.onnx"))
     assert_one_line_error(
-        run_cli("eval", "--policy", tmp_path / "plain.onnx", "--task", "push", "--episodes", "1"),
+        run_cli_here("eval", "--policy", tmp_path / "plain.onnx", "--task", "push", "--episodes", "1"),
         "no robostack metadata",
     )
-    assert_one_line_error(run_cli("infer-bench", "--model", tmp_path / "none.onnx"), "no such model file")
+    assert_one_line_error(
+        run_cli_here("infer-bench", "--model", tmp_path / "none.onnx"), "no such model file"
+    )

@@ -6,12 +6,12 @@ import json
 
 from robostack.data import EpisodeStore
 
-from conftest import run_cli
+from conftest import assert_one_line_error, run_cli, run_cli_here
 
 
 def test_quickstart_runs_every_stage(tmp_path):
     out = tmp_path / "qs"
-    short = ["--train-steps", "30", "--eval-episodes", "2"]
+    short = ["--train-steps", "30", "--eval-episodes", "2", "--no-compile"]
     proc = run_cli("quickstart", "--out", out, "--episodes", "12", "--workers", "1", *short)
     assert proc.returncode == 0, proc.stderr
     for stage in [f"stage {i}" for i in range(1, 10)]:
@@ -32,9 +32,19 @@ def test_quickstart_runs_every_stage(tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
     assert EpisodeStore(out / "demos.zarr").n_episodes == 12
     assert json.loads((out / "quickstart.json").read_text())["episodes"] == 12
-    # rerunning starts clean instead of appending
-    again = run_cli(
-        "quickstart", "--out", out, "--episodes", "5", "--workers", "1", *short, "--ros-episodes", "0"
+    bad = run_cli_here("quickstart", "--out", tmp_path / "x", "--policy-config", "nope.yaml")
+    assert_one_line_error(bad, "no such policy config")
+    assert not (tmp_path / "x").exists()
+    # rerunning starts clean instead of appending (with a smaller recipe: the default one was checked above)
+    tiny = tmp_path / "tiny.yaml"
+    tiny.write_text(
+        "policy: {type: diffusion, horizon: 16, n_obs_steps: 2, n_action_steps: 8, num_inference_steps: 2,\n"
+        "         unet: {down_dims: [16, 32, 64], step_embed_dim: 32, kernel_size: 5}}\n"
+        "optim: {batch_size: 16, warmup_steps: 5}\n"
     )
+    again = run_cli(
+        "quickstart", "--out", out, "--episodes", "5", "--workers", "1", *short, "--ros-episodes", "0",
+        "--policy-config", tiny,
+    )  # fmt: skip
     assert again.returncode == 0, again.stderr
     assert EpisodeStore(out / "demos.zarr").n_episodes == 5

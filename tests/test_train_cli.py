@@ -12,7 +12,7 @@ import sys
 import pytest
 from safetensors.torch import load_file
 
-from conftest import REPO, assert_one_line_error, run_cli
+from conftest import REPO, assert_one_line_error, run_cli, run_cli_here
 
 TINY = ["--policy.unet.down_dims=[16,32,64]", "--policy.unet.step_embed_dim=32"]
 FAST = ["--optim.batch_size=16", "--optim.warmup_steps=10", "--log_every=10"]
@@ -111,24 +111,32 @@ def test_ddp_two_processes_on_cpu(tmp_path, push_store):
 
 
 def test_bad_training_and_eval_input(tmp_path, push_store):
+    """Refusals in this process (run_cli_here); one of them, and the training run, through a real process."""
     base = ["train", "--policy", "diffusion", "--data", push_store, "--steps", "5", *TINY, *FAST]
     assert_one_line_error(
-        run_cli(*base, "--out", tmp_path / "x", "--policy.obs_keys=[obs/nope]"), "missing key(s) obs/nope"
+        run_cli_here(*base, "--out", tmp_path / "x", "--policy.obs_keys=[obs/nope]"),
+        "missing key(s) obs/nope",
     )
     assert_one_line_error(
-        run_cli(*base, "--out", tmp_path / "x", "--optim.lrr=1"), "unknown config key(s) optim.lrr"
-    )
-    assert_one_line_error(run_cli(*base, "--out", tmp_path / "x", "--policy.horizon=10"), "divisible by 4")
-    assert_one_line_error(
-        run_cli("train", "--policy", "diffusion", "--out", tmp_path / "x"), "data.path is required"
+        run_cli_here(*base, "--out", tmp_path / "x", "--optim.lrr=1"), "unknown config key(s) optim.lrr"
     )
     assert_one_line_error(
-        run_cli(*base, "--out", tmp_path / "x", "--data", tmp_path / "nope.zarr"), "not a zarr store"
+        run_cli_here(*base, "--out", tmp_path / "x", "--policy.horizon=10"), "divisible by 4"
+    )
+    assert_one_line_error(
+        run_cli_here("train", "--policy", "diffusion", "--out", tmp_path / "x"), "data.path is required"
+    )
+    assert_one_line_error(
+        run_cli_here(*base, "--out", tmp_path / "x", "--data", tmp_path / "nope.zarr"), "not a zarr store"
     )
     run_cli(*base, "--out", tmp_path / "ok", "--eval.episodes=0", check=True)
-    assert_one_line_error(run_cli("eval", "--policy", tmp_path / "ok", "--task", "fly"), "unknown task 'fly'")
-    assert_one_line_error(run_cli("eval", "--policy", tmp_path / "ok", "--task", "lift"), "task 'lift'")
-    assert_one_line_error(run_cli("eval", "--policy", tmp_path, "--task", "push"), "neither a policy folder")
+    assert_one_line_error(
+        run_cli_here("eval", "--policy", tmp_path / "ok", "--task", "fly"), "unknown task 'fly'"
+    )
+    assert_one_line_error(run_cli_here("eval", "--policy", tmp_path / "ok", "--task", "lift"), "task 'lift'")
+    assert_one_line_error(
+        run_cli_here("eval", "--policy", tmp_path, "--task", "push"), "neither a policy folder"
+    )
     (tmp_path / "ok/checkpoints/step_00000005/model.safetensors").write_bytes(b"garbage")
     assert_one_line_error(
         run_cli("eval", "--policy", tmp_path / "ok", "--task", "push"), "unreadable weights"
@@ -145,7 +153,7 @@ def test_camera_policy_end_to_end(tmp_path):
     out = tmp_path / "cam"
     run_cli(
         "train", "--policy", "diffusion", "--data", store, "--out", out, "--steps", "10", "--eval.episodes=0",
-        "--policy.unet.image_feature_dim=16", *TINY, *FAST, check=True,
+        "--policy.unet.image_feature_dim=16", "--policy.num_inference_steps=2", *TINY, *FAST, check=True,
     )  # fmt: skip
     meta = json.loads((out / "checkpoints/step_00000010/policy.json").read_text())
     assert meta["spec"]["obs"]["obs/image_agentview"]["shape"] == [32, 32, 3]
