@@ -34,7 +34,8 @@ class QuickstartConfig:
     train_steps: int = 3500
     """Diffusion-policy training steps."""
     compile: bool = True
-    """torch.compile the training loss: a one-off compile of ~1-2 minutes, then each step ~2x faster than eager."""
+    """torch.compile the training loss: a one-off compile (~2-3 minutes on 2 cores with an empty Inductor cache,
+    seconds with a warm one), then each step ~1.9x faster than eager (72 vs 137 ms on the push U-Net, 2 threads)."""
     eval_episodes: int = 20
     policy_config: str = "configs/policies/diffusion_push.yaml"
     ros_episodes: int = 5
