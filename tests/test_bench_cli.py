@@ -135,3 +135,19 @@ def test_earlier_rows_survive_other_versions_and_unreadable_reports_are_not_over
     (tmp_path / "results.json").write_text("{not json")
     with pytest.raises(RobostackError, match="cannot read the earlier results"):
         merge_previous([fresh], tmp_path, runs)
+
+
+def test_every_shipped_suite_builds_its_datasets_and_training_configs(tmp_path):
+    """A typo in a suite, recipe or override would otherwise surface hours into a benchmark."""
+    from robostack.bench.runner import RECIPES, SUITES, load_suite, recipe_of, train_config
+    from robostack.sim.demos import DemoConfig
+
+    suites = sorted(SUITES.glob("*.yaml"))
+    assert {p.stem for p in suites} >= {"smoke", "standard", "dart"}
+    for path in suites:
+        for run in load_suite(str(path))["runs"]:
+            recipe = load_yaml(RECIPES / f"{run['dataset']}.yaml")
+            DemoConfig(out=str(tmp_path / "d.zarr"), **recipe)
+            overrides = [f"{k}={v}" for k, v in (run.get("overrides") or {}).items()]
+            cfg = train_config(recipe_of(run), tmp_path / "d.zarr", overrides)
+            assert cfg.steps > 0 and run["eval"]["task"] in {"push", "lift", "can"}, (path.name, run["name"])
