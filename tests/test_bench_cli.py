@@ -151,3 +151,19 @@ def test_every_shipped_suite_builds_its_datasets_and_training_configs(tmp_path):
             overrides = [f"{k}={v}" for k, v in (run.get("overrides") or {}).items()]
             cfg = train_config(recipe_of(run), tmp_path / "d.zarr", overrides)
             assert cfg.steps > 0 and run["eval"]["task"] in {"push", "lift", "can"}, (path.name, run["name"])
+
+
+def test_an_interrupted_dataset_is_made_again(tmp_path):
+    from robostack.bench.runner import make_dataset
+    from robostack.data import EpisodeStore
+    from robostack.sim.demos import DemoConfig, generate_demos
+
+    path = tmp_path / "datasets" / "push_expert_20.zarr"
+    generate_demos(
+        DemoConfig(task="push", episodes=3, out=str(path), workers=1)
+    )  # as if killed after 3 of 20
+    assert make_dataset("push_expert_20", tmp_path) == path
+    assert EpisodeStore(path).n_episodes == 20
+    mtime = (path / "zarr.json").stat().st_mtime_ns
+    make_dataset("push_expert_20", tmp_path)  # complete: kept as it is
+    assert (path / "zarr.json").stat().st_mtime_ns == mtime

@@ -95,12 +95,20 @@ def load_suite(name_or_path: str) -> dict[str, Any]:
 
 
 def make_dataset(recipe_name: str, out_dir: Path) -> Path:
+    from robostack.data import EpisodeStore
     from robostack.sim.demos import DemoConfig, generate_demos
 
     recipe = load_yaml(RECIPES / f"{recipe_name}.yaml")
     path = out_dir / "datasets" / f"{recipe_name}.zarr"
     if (path / "zarr.json").exists():
-        return path
+        have = EpisodeStore(path).n_episodes
+        if have >= recipe["episodes"]:
+            return path
+        # a benchmark killed while generating: the recipe rebuilds the same store, so nothing is lost
+        print(
+            f"dataset {recipe_name}: {have} of {recipe['episodes']} episodes (generation interrupted); remaking it"
+        )
+        shutil.rmtree(path)
     print(
         f"dataset {recipe_name}: {recipe['episodes']} {recipe.get('quality', 'expert')} '{recipe['task']}' episodes"
     )
