@@ -159,9 +159,8 @@ def test_an_interrupted_dataset_is_made_again(tmp_path):
     from robostack.sim.demos import DemoConfig, generate_demos
 
     path = tmp_path / "datasets" / "push_expert_20.zarr"
-    generate_demos(
-        DemoConfig(task="push", episodes=3, out=str(path), workers=1)
-    )  # as if killed after 3 of 20
+    # as if the bench was killed after 3 of the recipe's 20 episodes
+    generate_demos(DemoConfig(task="push", episodes=3, out=str(path), workers=1))
     assert make_dataset("push_expert_20", tmp_path) == path
     assert EpisodeStore(path).n_episodes == 20
     mtime = (path / "zarr.json").stat().st_mtime_ns

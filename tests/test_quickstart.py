@@ -33,7 +33,7 @@ def test_quickstart_runs_every_stage(tmp_path):
     assert EpisodeStore(out / "demos.zarr").n_episodes == 12
     assert json.loads((out / "quickstart.json").read_text())["episodes"] == 12
     bad = run_cli_here("quickstart", "--out", tmp_path / "x", "--policy-config", "nope.yaml")
-    assert_one_line_error(bad, "no such policy config")
+    assert_one_line_error(bad, "nope.yaml: config file not found")
     assert not (tmp_path / "x").exists()
     # rerunning starts clean instead of appending (with a smaller recipe: the default one was checked above)
     tiny = tmp_path / "tiny.yaml"

@@ -212,10 +212,7 @@ def _train_config(cfg: QuickstartConfig, store: Path):
     from robostack.sim.base import REPO_ROOT
     from robostack.train.config import TrainConfig
 
-    path = REPO_ROOT / cfg.policy_config  # an absolute path stays as it is
-    if not path.is_file():
-        raise RobostackError(f"no such policy config: {cfg.policy_config}")
-    data = load_yaml(path)
+    data = load_yaml(REPO_ROOT / cfg.policy_config)  # an absolute path stays as it is
     data = apply_overrides(
         data,
         [f"data.path={store}", f"steps={cfg.train_steps}", "eval.episodes=0", f"seed={cfg.seed}", "log_every=100",

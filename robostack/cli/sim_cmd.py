@@ -70,11 +70,11 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_demos(args: argparse.Namespace) -> int:
-    from robostack.errors import StoreError
+    from robostack.errors import RobostackError
     from robostack.sim.demos import DemoConfig, generate_demos
 
     if args.dart_noise is not None and args.quality != "dart":
-        raise StoreError(f"--dart-noise only applies to --quality dart (got --quality {args.quality})")
+        raise RobostackError(f"--dart-noise only applies to --quality dart (got --quality {args.quality})")
 
     cfg = DemoConfig(
         task=args.task,
