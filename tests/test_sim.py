@@ -175,6 +175,22 @@ def test_robosuite_cameras_record_and_render(tmp_path):
     assert video.stat().st_size > 1000
 
 
+@pytest.mark.robosuite
+def test_robosuite_camera_scene_renders_without_msaa_or_mirrors():
+    from robostack.sim.robosuite_tasks import RobosuiteTask
+
+    task = RobosuiteTask("lift", cameras=("agentview",), image_size=32)
+    try:
+        for seed in (0, 1):  # every reset rebuilds the sim: the settings must survive it
+            obs, _ = task.reset(seed=seed)
+            model = task.env.sim.model._model
+            assert model.vis.quality.offsamples == 0
+            assert model.nmat > 0 and not model.mat_reflectance.any()
+            assert obs["image_agentview"].std() > 5
+    finally:
+        task.close()
+
+
 def test_dart_demos_record_expert_labels_and_replay_exactly(tmp_path):
     out = tmp_path / "dart.zarr"
     run_cli(

@@ -13,6 +13,7 @@ import logging
 import os
 import sys
 import warnings
+import xml.etree.ElementTree as ET
 from typing import Any
 
 import numpy as np
@@ -64,6 +65,26 @@ SPECS = {
 }
 
 
+def _fast_render_xml(xml: str) -> str:
+    """Turn off multisample anti-aliasing and mirror reflections in the scene the cameras see.
+
+    On a machine without a GPU (EGL through llvmpipe) they are most of a frame's cost: measured on a 32x32
+    ``agentview`` frame of ``lift``, 73 ms as robosuite ships it, 37 ms without MSAA, 19 ms without reflections as
+    well. Neither is something a real camera gives a policy to learn from."""
+    root = ET.fromstring(xml)
+    visual = root.find("visual")
+    if visual is None:
+        visual = ET.SubElement(root, "visual")
+    quality = visual.find("quality")
+    if quality is None:
+        quality = ET.SubElement(visual, "quality")
+    quality.set("offsamples", "0")
+    for material in root.iter("material"):
+        if "reflectance" in material.attrib:
+            material.set("reflectance", "0")
+    return ET.tostring(root, encoding="unicode")
+
+
 def _make_env(env_name: str, max_steps: int, cameras: tuple[str, ...], image_size: int) -> Any:
     os.environ.setdefault("MUJOCO_GL", "egl")
     # robosuite warns about optional extras on import and about controller parts on every reset: keep the
@@ -84,7 +105,7 @@ def _make_env(env_name: str, max_steps: int, cameras: tuple[str, ...], image_siz
             h.setStream(sys.stderr)
     cfg = load_composite_controller_config(controller="BASIC", robot="Panda")
     cfg["body_parts"] = {"right": cfg["body_parts"]["right"]}  # one arm: no config for parts Panda lacks
-    return robosuite.make(
+    env = robosuite.make(
         env_name,
         robots="Panda",
         controller_configs=cfg,
@@ -103,6 +124,10 @@ def _make_env(env_name: str, max_steps: int, cameras: tuple[str, ...], image_siz
         hard_reset=True,
         lite_physics=False,
     )
+    if cameras:
+        # Applied whenever the sim is rebuilt, i.e. from the first reset on (every reset is a hard one).
+        env.set_xml_processor(_fast_render_xml)
+    return env
 
 
 class RobosuiteTask(SimTask):
