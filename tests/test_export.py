@@ -145,6 +145,9 @@ def test_gaussian_graph_keeps_exact_where_it_simplifies(tmp_path):
     with torch.no_grad():
         ref = pol.predict_chunk({k: torch.as_tensor(v) for k, v in feed.items()}).numpy()
     assert np.abs(first - ref).max() <= 1e-5 and np.abs(ref).max() == 1.0  # clipped to the bounds
+    # float64 observations take the checked, casting path; float32 ones of the exact shape the fast one
+    as64 = runtime.predict_chunk({k: v.astype(np.float64) for k, v in feed.items()})
+    np.testing.assert_array_equal(as64, first)
     longer = {k: np.concatenate([v, v], axis=1) for k, v in feed.items()}  # extra frames: the last T_o count
     gpu_feed = runtime._prepare(
         longer
