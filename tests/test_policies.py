@@ -108,8 +108,12 @@ def test_matmul_conv_matches_torch_conv():
     conv = torch.nn.Conv1d(6, 5, 5, padding=2)
     mm = MatmulConv1d(6, 5, 5, padding=2)
     mm.load_state_dict(conv.state_dict())
-    x = torch.randn(3, 6, 16)
-    torch.testing.assert_close(mm(x), conv(x), atol=1e-5, rtol=1e-5)
+    for batch in (3, 64):  # the GEMM path and the batched (native) path
+        x = torch.randn(batch, 6, 16, requires_grad=True)
+        torch.testing.assert_close(mm(x), conv(x), atol=1e-5, rtol=1e-5)
+        (g_mm,) = torch.autograd.grad(mm(x).square().sum(), x)
+        (g_conv,) = torch.autograd.grad(conv(x).square().sum(), x)
+        torch.testing.assert_close(g_mm, g_conv, atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.parametrize("family", ["diffusion", "flow", "gaussian"])
@@ -212,3 +216,57 @@ def test_exp_mish_is_mish_in_value_and_gradient():
     assert torch.isfinite(got).all() and torch.isfinite(g_got).all()  # no overflow at large inputs
     assert (got - ref).abs().max() < 1e-5 and (g_got - g_ref).abs().max() < 1e-5
     assert torch.equal(Mish()(x), ref)  # eager runs PyTorch's own kernel
+
+
+def test_imitated_mean_by_hand():
+    from robostack.policies.loss_mask import imitated_mean
+
+    err = torch.tensor([[[1.0, 1.0], [2.0, 2.0], [9.0, 9.0]], [[3.0, 3.0], [4.0, 4.0], [5.0, 5.0]]])
+    flags = torch.tensor([[True, False, True, True], [False, True, True, False]])
+    # window steps 1..3 of each row: [F, T, T] and [T, T, F] -> elements 2, 9, 3, 4 (each twice)
+    assert float(imitated_mean(err, {"imitate": flags}, start=1)) == pytest.approx((2 + 9 + 3 + 4) / 4)
+    assert float(imitated_mean(err, {})) == pytest.approx(float(err.mean()))
+    none = torch.zeros(2, 3, dtype=torch.bool)
+    assert float(imitated_mean(err, {"imitate": none})) == 0.0  # no NaN from an all-perturbation batch
+
+
+@pytest.mark.parametrize("family", ["gaussian", "diffusion", "flow", "lerobot"])
+def test_flagged_steps_are_left_out_of_every_familys_loss(family):
+    if family == "lerobot":
+        pytest.importorskip("lerobot")
+        from robostack.compare.lerobot_diffusion import LeRobotDiffusion
+
+        p = LeRobotDiffusion(SPEC, STATS, {"n_obs_steps": 2, **TINY_UNET})
+        h = p.config.horizon
+        loss_of = lambda b: p.compute_loss(b)  # noqa: E731
+    else:
+        cfg = {"hidden_dims": [32], "horizon": 4, "n_action_steps": 4} if family == "gaussian" else TINY_UNET
+        p = build_policy(family, {**cfg, "n_obs_steps": 2}, SPEC, STATS)
+        h = p.window_horizon()
+        loss_of = lambda b: p.compute_loss(b)[0]  # noqa: E731
+    g = torch.Generator().manual_seed(1)
+    batch = {
+        "obs/state": torch.rand(3, 2, 3, generator=g),
+        "obs/object": torch.rand(3, 2, 2, generator=g),
+        "action": torch.rand(3, h, 2, generator=g) - 0.5,
+    }
+    # A denoiser sees a flagged step's (noised) value as input context for its neighbours, as LeRobot's padding mask
+    # does, so invariance is checked on a window flagged throughout; partial flags are weighed per element.
+    flags = torch.ones(3, h, dtype=torch.bool)
+    flags[0] = False
+    flags[2, -2:] = False
+    garbage = batch["action"].clone()
+    garbage[0] = 7.0
+
+    def loss(actions, imitate):
+        torch.manual_seed(0)  # the same noise and noise levels for every call
+        with torch.no_grad():
+            return float(loss_of({**batch, "action": actions, "imitate": imitate}))
+
+    # Whatever a flagged window holds, the loss is the same; unflag it and the loss sees it.
+    assert loss(garbage, flags) == pytest.approx(loss(batch["action"], flags), rel=1e-6)
+    everything = torch.ones_like(flags)
+    assert abs(loss(garbage, everything) - loss(batch["action"], everything)) > 1e-3
+    partial = flags.clone()
+    partial[0] = True
+    assert loss(batch["action"], partial) != pytest.approx(loss(batch["action"], torch.ones_like(flags)))

@@ -218,3 +218,42 @@ def test_dart_demos_record_expert_labels_and_replay_exactly(tmp_path):
     assert_one_line_error(push_demos(out), "executed_action")
     assert_one_line_error(push_demos(out, "--quality", "dart", "--dart-noise", "2"), "--dart-noise")
     assert_one_line_error(push_demos(out, "--dart-noise", "0.1"), "only applies to --quality dart")
+
+
+def test_recovery_demos_flag_their_perturbations_and_train_only_on_the_expert(tmp_path):
+    from robostack.data.buffer import EpisodeFilter
+    from robostack.train.trainer import load_training_data
+
+    out = tmp_path / "recovery.zarr"
+    run_cli(
+        "sim", "demos", "--task", "push", "--episodes", "6", "--quality", "recovery", "--out", out, check=True
+    )
+    store = EpisodeStore(out)
+    assert "imitate" in store.keys and "executed_action" not in store.keys
+    assert all(e.quality == "recovery" and e.success for e in store.episodes())
+    flagged = 0
+    for i in range(6):
+        d = store.read_episode(i, ["obs/state", "obs/object", "action", "imitate"])
+        ok = d["imitate"]
+        flagged += int((~ok).sum())
+        # Imitated steps are the clean expert's command in the state reached; flagged ones are a held burst.
+        expert = {
+            side: np.stack(
+                [
+                    PushExpert(side).act({"state": s, "object": o})
+                    for s, o in zip(d["obs/state"], d["obs/object"], strict=True)
+                ]
+            )
+            for side in (-1, 1)
+        }
+        assert min(np.abs(e[ok] - d["action"][ok]).max() for e in expert.values()) < 1e-6
+        assert min(np.abs(e[~ok] - d["action"][~ok]).max(initial=1.0) for e in expert.values()) > 0.05
+    assert flagged >= 4  # at least one burst in six episodes (the seeds are fixed, so this is deterministic)
+    proc = run_cli("sim", "replay", out, "--episode", 0, "--tolerance", "0", check=True)
+    assert "max state deviation 0" in proc.stdout
+    # The action range a policy learns in comes from the expert's steps only.
+    buf, stats = load_training_data(store, ["obs/state", "action"], EpisodeFilter())
+    imitated = buf.data["action"][buf.data["imitate"]]
+    np.testing.assert_allclose(stats["action"].max, imitated.max(0), rtol=1e-6)
+    assert stats["action"].count == imitated.shape[0] < buf.n_steps
+    assert_one_line_error(push_demos(out), "imitate")  # a store holds one set of features

@@ -13,13 +13,12 @@ from tqdm import tqdm
 
 from robostack.bench.runner import RunResult
 from robostack.compare.lerobot_diffusion import LeRobotDiffusion
-from robostack.data.buffer import EpisodeFilter, load_buffer
-from robostack.data.normalize import compute_stats
+from robostack.data.buffer import EpisodeFilter
 from robostack.data.sampler import SequenceSampler
 from robostack.data.store import EpisodeStore
 from robostack.eval.evaluate import evaluate_in_process
 from robostack.train.config import TrainConfig
-from robostack.train.trainer import _to_tensors, lr_lambda, make_spec
+from robostack.train.trainer import _to_tensors, load_training_data, lr_lambda, make_spec
 
 
 def train_lerobot(
@@ -31,10 +30,9 @@ def train_lerobot(
     torch.manual_seed(cfg.seed)
     store = EpisodeStore(data)
     obs_keys = [k for k in store.keys if k.startswith("obs/")]
-    buf = load_buffer(
-        data, [*obs_keys, "action"], EpisodeFilter(success=True if cfg.data.success_only else None)
+    buf, stats = load_training_data(
+        store, [*obs_keys, "action"], EpisodeFilter(success=True if cfg.data.success_only else None)
     )
-    stats = compute_stats(buf)
     spec = make_spec(store, obs_keys, stats)
     model = LeRobotDiffusion(spec, stats, cfg.policy)
     sampler = SequenceSampler(

@@ -15,6 +15,7 @@ import torch
 
 from robostack.data.normalize import KeyStats
 from robostack.errors import RobostackError
+from robostack.policies import loss_mask
 from robostack.policies.base import PolicySpec
 from robostack.policies.normalizer import Normalizer
 
@@ -60,6 +61,8 @@ class LeRobotDiffusion:
             noise_scheduler_type="DDIM",
             num_train_timesteps=policy_cfg.get("num_train_steps", 100),
             num_inference_steps=policy_cfg.get("num_inference_steps", 10),
+            # With no step flagged (every store without ``imitate``) the masked loss equals the plain one.
+            do_mask_loss_for_padding=True,
             input_features=inputs,
             output_features={"action": PolicyFeature(FeatureType.ACTION, tuple(spec.action.shape))},
             device="cpu",
@@ -85,7 +88,11 @@ class LeRobotDiffusion:
         n_obs = self.config.n_obs_steps
         lb = self._obs({k: batch[k][:, :n_obs] for k in self.spec.lowdim_keys})
         lb["action"] = self.normalizer.normalize("action", batch["action"].float())
-        lb["action_is_pad"] = torch.zeros(lb["action"].shape[:2], dtype=torch.bool)
+        # LeRobot's own loss mask (meant for padding) leaves out the steps a perturbed store flags not to imitate.
+        imitate = batch.get(loss_mask.KEY)
+        lb["action_is_pad"] = (
+            torch.zeros(lb["action"].shape[:2], dtype=torch.bool) if imitate is None else ~imitate.bool()
+        )
         loss, _ = self.policy.forward(lb)
         return loss
 

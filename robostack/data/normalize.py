@@ -40,12 +40,17 @@ class KeyStats:
         return cls(count=int(d["count"]), **arr)  # type: ignore[arg-type]
 
 
-def compute_stats(buffer: EpisodeBuffer, keys: list[str] | None = None) -> dict[str, KeyStats]:
-    """Statistics over every committed step of the buffer, in float64 (image keys are skipped by default)."""
+def compute_stats(
+    buffer: EpisodeBuffer, keys: list[str] | None = None, rows: dict[str, np.ndarray] | None = None
+) -> dict[str, KeyStats]:
+    """Statistics over every committed step of the buffer, in float64 (image keys are skipped by default);
+    ``rows`` restricts a key to the steps its boolean mask selects."""
     keys = keys if keys is not None else [k for k, v in buffer.data.items() if v.dtype != np.uint8]
     out: dict[str, KeyStats] = {}
     for k in keys:
         x = np.asarray(buffer.data[k], dtype=np.float64)
+        if rows is not None and k in rows:
+            x = x[np.asarray(rows[k], bool)]
         if not np.isfinite(x).all():
             raise RobostackError(
                 f"key '{k}' holds NaN or Inf values; cannot compute normalisation statistics"

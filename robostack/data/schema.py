@@ -25,7 +25,7 @@ FORMAT_VERSION = 1
 SOURCES: tuple[str, ...] = ("sim", "real", "generated", "intervention", "imported")
 
 #: How an episode's actions were produced; stored as codes in the ``quality`` column.
-QUALITIES: tuple[str, ...] = ("unknown", "expert", "noisy", "random", "human", "policy", "dart")
+QUALITIES: tuple[str, ...] = ("unknown", "expert", "noisy", "random", "human", "policy", "dart", "recovery")
 
 #: Columns of ``meta/episodes`` (int64): one array, so a commit writes two small files, not seven.
 EPISODE_COLUMNS: tuple[str, ...] = ("success", "source", "task", "seed", "length", "quality")

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from robostack.data.normalize import KeyStats
 from robostack.policies.base import PolicySpec
 from robostack.policies.denoising import DenoisingConfig, DenoisingPolicy
+from robostack.policies.loss_mask import imitated_mean
 from robostack.policies.registry import register_policy
 from robostack.policies.schedulers import DDPMSchedule, ddim_coefficients, ddim_step
 
@@ -46,7 +47,8 @@ class DiffusionPolicy(DenoisingPolicy):
         x0 = self.normalizer.normalize("action", batch["action"].float())
         noise = torch.randn_like(x0)
         k = torch.randint(0, self.config.num_train_steps, (x0.shape[0],), device=x0.device)
-        loss = F.mse_loss(self.unet(self.schedule.add_noise(x0, noise, k), k.float(), cond), noise)
+        pred = self.unet(self.schedule.add_noise(x0, noise, k), k.float(), cond)
+        loss = imitated_mean(F.mse_loss(pred, noise, reduction="none"), batch)
         return loss, {"loss": loss.detach()}
 
     def sample(self, cond: torch.Tensor, noise: torch.Tensor, num_steps: int | None = None) -> torch.Tensor:

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from robostack.errors import RobostackError
 from robostack.policies.denoising import DenoisingConfig, DenoisingPolicy
+from robostack.policies.loss_mask import imitated_mean
 from robostack.policies.registry import register_policy
 from robostack.policies.schedulers import flow_interpolate, flow_times
 
@@ -40,7 +41,9 @@ class FlowPolicy(DenoisingPolicy):
         noise = torch.randn_like(x0)
         t = torch.rand(x0.shape[0], device=x0.device)
         x_t, target = flow_interpolate(x0, noise, t)
-        loss = F.mse_loss(self.unet(x_t, t * TIME_SCALE, cond), target)
+        loss = imitated_mean(
+            F.mse_loss(self.unet(x_t, t * TIME_SCALE, cond), target, reduction="none"), batch
+        )
         return loss, {"loss": loss.detach()}
 
     def velocity(self, x: torch.Tensor, t: float, cond: torch.Tensor) -> torch.Tensor:

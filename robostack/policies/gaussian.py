@@ -17,6 +17,7 @@ from robostack.errors import RobostackError
 from robostack.policies.activations import Mish
 from robostack.policies.base import Policy, PolicyConfig, PolicySpec
 from robostack.policies.encoders import ObsEncoder
+from robostack.policies.loss_mask import imitated_mean
 from robostack.policies.normalizer import Normalizer
 from robostack.policies.registry import register_policy
 
@@ -88,8 +89,9 @@ class GaussianPolicy(Policy):
             "action", batch["action"][:, start : start + self.config.horizon].float()
         )
         mean, std = self.distribution(obs)
-        nll = -torch.distributions.Normal(mean, std).log_prob(target).mean()
-        return nll, {"loss": nll.detach(), "mse": ((mean - target) ** 2).mean().detach()}
+        nll = imitated_mean(-torch.distributions.Normal(mean, std).log_prob(target), batch, start)
+        mse = imitated_mean((mean - target) ** 2, batch, start)
+        return nll, {"loss": nll.detach(), "mse": mse.detach()}
 
     def predict_chunk(
         self,

@@ -14,7 +14,7 @@ from robostack.data.schema import StoreInfo
 from robostack.data.store import EpisodeStore, EpisodeWriter
 from robostack.errors import StoreError
 from robostack.sim.parallel import generate_episodes
-from robostack.sim.quality import DART_NOISE, LABELLED_TIERS, TIERS
+from robostack.sim.quality import DART_NOISE, LABELLED_TIERS, MASKED_TIERS, TIERS
 from robostack.sim.registry import make_task
 from robostack.sim.rollout import episode_features
 from robostack.utils.provenance import provenance
@@ -30,8 +30,9 @@ class DemoConfig:
     episodes: int = 100
     """Episodes to generate (successful or not: every episode is kept, with its success flag)."""
     quality: str = "expert"
-    """expert | noisy | random | dart (expert labels, noisy execution; DART) | mixed (a per-episode draw of expert,
-    noisy and random)."""
+    """expert | noisy | random | dart (expert labels, noisy execution; DART) | recovery (the expert knocked off
+    course by short random bursts, which are flagged not to imitate) | mixed (a per-episode draw of expert, noisy
+    and random)."""
     out: str = "demos.zarr"
     """Store to create, or to append to when it exists."""
     workers: int = 1
@@ -80,7 +81,9 @@ class DemoSummary:
 
 def _open_or_create(cfg: DemoConfig, kwargs: dict) -> tuple[EpisodeWriter, int]:
     probe = make_task(cfg.task, **kwargs)
-    feats = episode_features(probe, labelled=cfg.quality in LABELLED_TIERS)
+    feats = episode_features(
+        probe, labelled=cfg.quality in LABELLED_TIERS, masked=cfg.quality in MASKED_TIERS
+    )
     spec = probe.task_spec
     probe.close()
     out = Path(cfg.out)

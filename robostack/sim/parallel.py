@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from robostack.sim.quality import DART_NOISE, LABELLED_TIERS, make_actor, pick_tier
+from robostack.sim.quality import DART_NOISE, LABELLED_TIERS, MASKED_TIERS, make_actor, pick_tier
 from robostack.sim.rollout import Episode, run_episode
 
 _TASK: Any = None
@@ -45,6 +45,7 @@ def _run(job: tuple[int, str, float]) -> Episode:
         seed,
         tier,
         labelled=labelled,
+        masked=quality in MASKED_TIERS,
     )
 
 

@@ -7,9 +7,11 @@ import numpy as np
 from robostack.errors import RobostackError
 from robostack.sim.base import Expert
 
-TIERS = ("expert", "noisy", "random", "dart", "mixed")
+TIERS = ("expert", "noisy", "random", "dart", "recovery", "mixed")
 #: Tiers whose recorded ``action`` is a label that differs from the executed command (stored as ``executed_action``).
 LABELLED_TIERS = ("dart",)
+#: Tiers with steps that are not to be imitated (stored as ``imitate``: False on those steps).
+MASKED_TIERS = ("recovery",)
 #: DART execution noise: stationary standard deviation in normalised action units ([-1, 1]) and step-to-step
 #: correlation. On push (40 seeds) these keep the expert at 100% success with episodes ~30% longer; the can
 #: expert drops to 30% under the same noise (10 seeds), so it needs a smaller ``--dart-noise``.
@@ -79,6 +81,64 @@ class DartExpert(Expert):
         return np.clip(label + noise, -1.0, 1.0).astype(np.float32), label
 
 
+class RecoveryExpert(Expert):
+    """The expert, knocked off course by short bursts of a held random command, then recovering on its own.
+
+    Clean demonstrations never leave the expert's narrow path, so a cloned policy that drifts off it meets states
+    without labels (on push: a block left a few centimetres beside the goal). Here each perturbed episode gets up
+    to ``max_bursts`` bursts of ``burst_len`` steps, each starting with probability ``burst_p`` per step after the
+    first ``warmup`` steps; the expert's recovery from wherever a burst left the scene is recorded as executed, so
+    every imitated action chunk is one the expert really carried out (unlike DART's relabelled chunks). The burst's
+    own steps are flagged ``imitating = False`` and kept out of the training loss. ``clean_p`` of the episodes
+    stay unperturbed, so the data keeps the expert's plain path as well.
+    """
+
+    def __init__(
+        self,
+        expert: Expert,
+        rng: np.random.Generator,
+        burst_p: float = 0.05,
+        burst_len: tuple[int, int] = (4, 10),
+        max_bursts: int = 2,
+        warmup: int = 5,
+        clean_p: float = 0.3,
+    ) -> None:
+        self.expert = expert
+        self.rng = rng
+        self.burst_p = burst_p
+        self.burst_len = burst_len
+        self.bursts_left = 0 if rng.random() < clean_p else max_bursts
+        self.warmup = warmup
+        self.imitating = True
+        self._t = 0
+        self._left = 0
+        self._cmd: np.ndarray | None = None
+
+    def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        a = np.asarray(
+            self.expert.act(obs), np.float32
+        )  # always queried, so a stateful expert keeps its phase
+        self._t += 1
+        if (
+            self._left == 0
+            and self.bursts_left > 0
+            and self._t > self.warmup
+            and self.rng.random() < self.burst_p
+        ):
+            self.bursts_left -= 1
+            self._left = int(self.rng.integers(self.burst_len[0], self.burst_len[1] + 1))
+            self._cmd = self.rng.uniform(-1.0, 1.0, a.shape).astype(np.float32)
+        if self._left > 0 and self._cmd is not None:
+            self._left -= 1
+            self.imitating = False
+            out = self._cmd.copy()
+            if a.shape[0] == 7:
+                out[-1] = a[-1]  # keep the expert's gripper: a burst that drops the object is not a recovery
+            return out
+        self.imitating = True
+        return a
+
+
 class RandomActor(Expert):
     """Temporally correlated random actions (an Ornstein-Uhlenbeck walk): exploratory, rarely successful."""
 
@@ -116,4 +176,6 @@ def make_actor(
         return RandomActor(action_dim, rng)
     if tier == "dart":
         return DartExpert(expert, rng, noise=dart_noise)
+    if tier == "recovery":
+        return RecoveryExpert(expert, rng)
     raise RobostackError(f"cannot act with tier '{tier}'")

@@ -2,7 +2,8 @@
 
 Row t holds the observation *before* step t (``obs/<k>``), the physics state before it (``sim_state``), the action
 taken, and what the step returned (``reward``, ``terminated``, ``truncated``). Where demonstrations relabel what was
-executed (DART), ``action`` holds the label and ``executed_action`` the command the simulator received.
+executed (DART), ``action`` holds the label and ``executed_action`` the command the simulator received. Where some
+steps are not demonstrations (injected perturbations), ``imitate`` is False on them.
 """
 
 from __future__ import annotations
@@ -28,8 +29,9 @@ class Episode:
         return int(self.data["action"].shape[0])
 
 
-def episode_features(task: SimTask, labelled: bool = False) -> dict[str, FeatureSpec]:
-    """The store features a simulated rollout of ``task`` writes (``labelled``: with ``executed_action``)."""
+def episode_features(task: SimTask, labelled: bool = False, masked: bool = False) -> dict[str, FeatureSpec]:
+    """The store features a simulated rollout of ``task`` writes (``labelled``: with ``executed_action``;
+    ``masked``: with ``imitate``)."""
     spec = task.task_spec
     feats = {f"obs/{k}": v for k, v in spec.obs.items()}
     feats["action"] = spec.action
@@ -41,6 +43,12 @@ def episode_features(task: SimTask, labelled: bool = False) -> dict[str, Feature
             names=a.names,
             units=a.units,
             description="command executed (action is its label)",
+        )
+    if masked:
+        feats["imitate"] = FeatureSpec(
+            "bool",
+            (),
+            description="the action is a demonstration to imitate (False: an injected perturbation)",
         )
     feats["reward"] = FeatureSpec("float32", ())
     feats["terminated"] = FeatureSpec("bool", (), description="task success ended the episode")
@@ -60,16 +68,18 @@ def run_episode(
     tier: str,
     max_steps: int | None = None,
     labelled: bool = False,
+    masked: bool = False,
 ) -> Episode:
     """Reset with ``seed``, build the actor for that initial state, run until success or the time limit.
 
-    ``labelled`` records the actor's label as ``action`` and its executed command as ``executed_action``.
+    ``labelled`` records the actor's label as ``action`` and its executed command as ``executed_action``;
+    ``masked`` records the actor's ``imitating`` flag (True where it has none) as ``imitate``.
     """
     spec = task.task_spec
     max_steps = max_steps or spec.max_steps
     obs, _ = task.reset(seed=seed)
     actor = make_actor()
-    rows: dict[str, list[np.ndarray]] = {k: [] for k in episode_features(task, labelled)}
+    rows: dict[str, list[np.ndarray]] = {k: [] for k in episode_features(task, labelled, masked)}
     success = False
     for t in range(max_steps):
         state = task.get_sim_state()
@@ -83,6 +93,8 @@ def run_episode(
             rows["executed_action"].append(executed)
         else:
             rows["action"].append(executed)
+        if masked:
+            rows["imitate"].append(np.bool_(getattr(actor, "imitating", True)))
         obs, reward, terminated, truncated, info = task.step(executed)
         truncated = truncated or (t == max_steps - 1 and not terminated)
         rows["reward"].append(np.float32(reward))

@@ -23,12 +23,13 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from robostack.config import save_yaml
-from robostack.data.buffer import EpisodeFilter, load_buffer
-from robostack.data.normalize import compute_stats
+from robostack.data.buffer import EpisodeBuffer, EpisodeFilter, load_buffer
+from robostack.data.normalize import KeyStats, compute_stats
 from robostack.data.sampler import SequenceSampler
 from robostack.data.schema import FeatureSpec
 from robostack.data.store import EpisodeStore
 from robostack.errors import RobostackError, StoreError
+from robostack.policies import loss_mask
 from robostack.policies.base import Policy, PolicySpec
 from robostack.policies.checkpoint import build_policy, save_policy
 from robostack.policies.loading import LAST
@@ -48,6 +49,22 @@ def data_fingerprint(store: EpisodeStore, episode_indices: list[int]) -> dict[st
         "store_episodes": store.n_episodes,
         "sha256": h.hexdigest()[:16],
     }
+
+
+def load_training_data(
+    store: EpisodeStore, keys: list[str], episodes: EpisodeFilter
+) -> tuple[EpisodeBuffer, dict[str, KeyStats]]:
+    """The buffer of ``keys`` (plus the ``imitate`` flag where the store has one) and the normalisation statistics
+    of its non-image keys; the action statistics cover only imitated steps, so a perturbation's commands never
+    stretch the action range a policy learns in."""
+    masked = loss_mask.KEY in store.keys
+    buf = load_buffer(store.path, [*keys, *([loss_mask.KEY] if masked else [])], episodes)
+    stats = compute_stats(
+        buf,
+        [k for k in keys if store.info.features[k].dtype != "uint8"],
+        rows={"action": buf.data[loss_mask.KEY]} if masked else None,
+    )
+    return buf, stats
 
 
 def make_spec(store: EpisodeStore, obs_keys: list[str], stats: dict) -> PolicySpec:
@@ -139,12 +156,11 @@ def train(cfg: TrainConfig, out: str | os.PathLike[str], resume: bool = False, p
     missing = [k for k in needed if k not in store.keys]
     if missing:
         raise StoreError(f"{store.path}: missing key(s) {', '.join(missing)} that the policy config needs")
-    buf = load_buffer(
-        store.path,
+    buf, stats = load_training_data(
+        store,
         needed,
         EpisodeFilter(success=True if cfg.data.success_only else None, max_episodes=cfg.data.max_episodes),
     )
-    stats = compute_stats(buf, [k for k in needed if store.info.features[k].dtype != "uint8"])
     spec = make_spec(store, obs_keys, stats)
     policy = build_policy(cfg.policy["type"], {**cfg.policy, "obs_keys": obs_keys}, spec, stats).to(device)
     ema = copy.deepcopy(policy).requires_grad_(False) if cfg.ema.enabled else None
