@@ -270,3 +270,19 @@ def test_flagged_steps_are_left_out_of_every_familys_loss(family):
     partial = flags.clone()
     partial[0] = True
     assert loss(batch["action"], partial) != pytest.approx(loss(batch["action"], torch.ones_like(flags)))
+
+
+def test_obs_noise_perturbs_training_only():
+    torch.manual_seed(0)
+    noisy = build_policy("diffusion", {**TINY_UNET, "obs_noise": 0.1}, SPEC, STATS)
+    clean = build_policy("diffusion", TINY_UNET, SPEC, STATS)
+    clean.load_state_dict(noisy.state_dict())
+    obs = {"obs/state": torch.rand(4, 2, 3), "obs/object": torch.rand(4, 2, 2)}
+    noisy.train()
+    a, b = noisy.encoder(obs), noisy.encoder(obs)
+    assert 0.03 < float((a - b).std()) < 0.3  # two draws of std-0.1 noise differ by ~0.14
+    noisy.eval()
+    clean.eval()
+    torch.testing.assert_close(noisy.encoder(obs), clean.encoder(obs), rtol=0, atol=0)
+    with pytest.raises(RobostackError, match="obs_noise"):
+        build_policy("diffusion", {**TINY_UNET, "obs_noise": -0.1}, SPEC, STATS)

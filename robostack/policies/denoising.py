@@ -35,11 +35,16 @@ class UnetConfig:
 @dataclass
 class DenoisingConfig(PolicyConfig):
     unet: UnetConfig = field(default_factory=UnetConfig)
+    obs_noise: float = 0.0
+    """Std of Gaussian noise added to the normalised low-dim observations in training (0: off): a regulariser that
+    makes the policy answer a slightly shifted state as it answers the demonstrated one."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if isinstance(self.unet, dict):
             self.unet = UnetConfig(**self.unet)
+        if self.obs_noise < 0:
+            raise RobostackError(f"obs_noise must be >= 0, got {self.obs_noise}")
         levels = len(self.unet.down_dims) - 1
         if self.horizon % (2**levels):
             raise RobostackError(f"horizon ({self.horizon}) must be divisible by {2**levels} for this U-Net")
@@ -55,7 +60,7 @@ class DenoisingPolicy(Policy):
         u = config.unet
         normalizer = Normalizer(stats, [*spec.lowdim_keys, "action"])
         self.encoder = ObsEncoder(
-            normalizer, spec.lowdim_keys, spec.image_keys, u.image_feature_dim, u.crop_ratio
+            normalizer, spec.lowdim_keys, spec.image_keys, u.image_feature_dim, u.crop_ratio, config.obs_noise
         )
         per_step = sum(spec.obs[k].shape[0] if spec.obs[k].shape else 1 for k in spec.lowdim_keys)
         per_step += len(spec.image_keys) * u.image_feature_dim

@@ -86,9 +86,11 @@ class ObsEncoder(nn.Module):
         image_keys: dict[str, int],
         image_feature_dim: int = 64,
         crop_ratio: float = 0.9,
+        lowdim_noise: float = 0.0,
     ) -> None:
         super().__init__()
         self.normalizer = normalizer
+        self.lowdim_noise = lowdim_noise
         self.lowdim_keys = list(lowdim_keys)
         self.image_keys = list(image_keys)
         self.image_encoders = nn.ModuleDict(
@@ -104,6 +106,8 @@ class ObsEncoder(nn.Module):
         parts = []
         for k in self.lowdim_keys:
             x = self.normalizer.normalize(k, obs[k].float())
+            if self.training and self.lowdim_noise > 0:
+                x = x + self.lowdim_noise * torch.randn_like(x)
             parts.append(x.unsqueeze(-1) if x.dim() == 2 else (x.flatten(2) if x.dim() > 3 else x))
         for k in self.image_keys:
             feat = self.image_encoders[k.replace("/", "__")](obs[k].flatten(0, 1))
