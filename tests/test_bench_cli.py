@@ -83,14 +83,14 @@ def test_unknown_suite_is_one_line():
 def test_lerobot_comparison_pairs_runs_of_the_same_recipe():
     from robostack.bench.runner import RunResult, lerobot_ratios
 
-    def row(name, policy, recipe, train_s, success):
+    def row(name, policy, recipe, train_s, success, steps=20000):
         return RunResult(
             name,
             "push",
             policy,
             "push_expert_200",
             50,
-            20000,
+            steps,
             train_s,
             100.0,
             success,
@@ -106,6 +106,7 @@ def test_lerobot_comparison_pairs_runs_of_the_same_recipe():
         row("push-lerobot", "lerobot-diffusion", "diffusion_push", 3000.0, 0.86),
         row("push-diffusion", "diffusion", "diffusion_push", 2000.0, 0.88),
         row("push-diffusion-large", "diffusion", "diffusion_large", 5000.0, 0.94),
+        row("push-diffusion-8k", "diffusion", "diffusion_push", 800.0, 0.90, steps=8000),
     ]
     lines = lerobot_ratios(rows)
     assert lines == [

@@ -261,6 +261,7 @@ def lerobot_ratios(results: list[RunResult]) -> list[str]:
             and r.task == lr.task
             and r.recipe
             == lr.recipe  # the same U-Net: a wider one is not the comparison LeRobot was trained for
+            and r.steps == lr.steps  # a pair half-rerun with another step count compares nothing
         ]
         for r in ours:
             if r.train_seconds > 0 and lr.train_seconds > 0:

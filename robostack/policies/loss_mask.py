@@ -2,7 +2,8 @@
 
 Stores of perturbed demonstrations (``--quality recovery``) hold steps whose recorded command was an injected
 perturbation, not the expert's. Their windows still condition on what the robot saw and still teach the expert's
-recovery that follows; only the perturbation's own actions are left out of the loss.
+recovery that follows; only the perturbation's own actions are left out of the loss. A denoiser still sees a
+flagged step's noised value as input context for its neighbours, as LeRobot's padding mask (``action_is_pad``) does.
 """
 
 from __future__ import annotations
