@@ -10,7 +10,9 @@ def add(sub: argparse._SubParsersAction) -> None:
         "bench", help="run a benchmark suite (configs/bench/*.yaml): datasets, training, evaluation"
     )
     p.add_argument(
-        "--suite", default="smoke", help="smoke | standard | dart (an ablation) | path to a suite YAML"
+        "--suite",
+        default="smoke",
+        help="smoke | standard | dart, recovery, obs_noise (ablations) | path to a suite YAML",
     )
     p.add_argument("--out", default=None, help="results folder (default: runs/bench-<suite>)")
     p.add_argument("--only", default="", help="comma-separated run names to run")
