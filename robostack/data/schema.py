@@ -27,6 +27,9 @@ SOURCES: tuple[str, ...] = ("sim", "real", "generated", "intervention", "importe
 #: How an episode's actions were produced; stored as codes in the ``quality`` column.
 QUALITIES: tuple[str, ...] = ("unknown", "expert", "noisy", "random", "human", "policy", "dart", "recovery")
 
+#: Per-step bool key of stores with injected perturbations: False where the recorded action is not to be imitated.
+IMITATE_KEY = "imitate"
+
 #: Columns of ``meta/episodes`` (int64): one array, so a commit writes two small files, not seven.
 EPISODE_COLUMNS: tuple[str, ...] = ("success", "source", "task", "seed", "length", "quality")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-KEY = "imitate"
+from robostack.data.schema import IMITATE_KEY as KEY
 
 
 def imitated_mean(err: torch.Tensor, batch: dict[str, torch.Tensor], start: int = 0) -> torch.Tensor:

@@ -21,6 +21,14 @@ DART_CORR = 0.8
 MIXED_WEIGHTS = {"expert": 0.4, "noisy": 0.4, "random": 0.2}
 
 
+def held_command(cmd: np.ndarray, expert_action: np.ndarray) -> np.ndarray:
+    """A held random command with the expert's gripper kept: a perturbation that drops the object teaches nothing."""
+    out = cmd.copy()
+    if expert_action.shape[0] == 7:
+        out[-1] = expert_action[-1]
+    return out
+
+
 class NoisyExpert(Expert):
     """The expert with Gaussian action noise and occasional detours (a held random action for a few steps)."""
 
@@ -41,9 +49,7 @@ class NoisyExpert(Expert):
             self._left = int(self.rng.integers(3, 9))
         if self._left > 0 and self._detour is not None:
             self._left -= 1
-            out = self._detour.copy()
-            out[-1:] = a[-1:] if a.shape[0] == 7 else out[-1:]  # keep the gripper command of the expert
-            return out
+            return held_command(self._detour, a)
         return np.clip(a + self.rng.normal(0.0, self.noise, a.shape), -1.0, 1.0).astype(np.float32)
 
 
@@ -131,10 +137,7 @@ class RecoveryExpert(Expert):
         if self._left > 0 and self._cmd is not None:
             self._left -= 1
             self.imitating = False
-            out = self._cmd.copy()
-            if a.shape[0] == 7:
-                out[-1] = a[-1]  # keep the expert's gripper: a burst that drops the object is not a recovery
-            return out
+            return held_command(self._cmd, a)
         self.imitating = True
         return a
 

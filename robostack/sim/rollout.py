@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from robostack.data.schema import FeatureSpec
+from robostack.data.schema import IMITATE_KEY, FeatureSpec
 from robostack.sim.base import Expert, SimTask
 
 
@@ -45,7 +45,7 @@ def episode_features(task: SimTask, labelled: bool = False, masked: bool = False
             description="command executed (action is its label)",
         )
     if masked:
-        feats["imitate"] = FeatureSpec(
+        feats[IMITATE_KEY] = FeatureSpec(
             "bool",
             (),
             description="the action is a demonstration to imitate (False: an injected perturbation)",
@@ -94,7 +94,7 @@ def run_episode(
         else:
             rows["action"].append(executed)
         if masked:
-            rows["imitate"].append(np.bool_(getattr(actor, "imitating", True)))
+            rows[IMITATE_KEY].append(np.bool_(getattr(actor, "imitating", True)))
         obs, reward, terminated, truncated, info = task.step(executed)
         truncated = truncated or (t == max_steps - 1 and not terminated)
         rows["reward"].append(np.float32(reward))
