@@ -23,7 +23,7 @@ from robostack.policies.schedulers import (
     flow_times,
     squaredcos_cap_v2,
 )
-from robostack.policies.unet1d import MatmulConv1d
+from robostack.policies.unet1d import Conv1dBlock, MatmulConv1d
 
 TINY_UNET = {"unet": {"down_dims": [16, 32, 64], "step_embed_dim": 32}}
 
@@ -114,6 +114,18 @@ def test_matmul_conv_matches_torch_conv():
         (g_mm,) = torch.autograd.grad(mm(x).square().sum(), x)
         (g_conv,) = torch.autograd.grad(conv(x).square().sum(), x)
         torch.testing.assert_close(g_mm, g_conv, atol=1e-4, rtol=1e-4)
+
+
+def test_compiled_conv_block_at_training_batch_matches_eager():
+    # torch.compile lays the batched convolutions out channels-last; values and gradients must not move.
+    block = Conv1dBlock(8, 16, 5, 8)
+    compiled = torch.compile(block)
+    x = torch.randn(32, 8, 16, requires_grad=True)
+    out_eager, out_comp = block(x), compiled(x)
+    torch.testing.assert_close(out_comp, out_eager, atol=1e-5, rtol=1e-4)
+    (g_eager,) = torch.autograd.grad(out_eager.square().sum(), x)
+    (g_comp,) = torch.autograd.grad(out_comp.square().sum(), x)
+    torch.testing.assert_close(g_comp, g_eager, atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.parametrize("family", ["diffusion", "flow", "gaussian"])
