@@ -14,8 +14,8 @@ import numpy as np
 import torch
 
 from robostack.data.normalize import KeyStats
+from robostack.data.schema import IMITATE_KEY
 from robostack.errors import RobostackError
-from robostack.policies import loss_mask
 from robostack.policies.base import PolicySpec
 from robostack.policies.normalizer import Normalizer
 
@@ -89,7 +89,7 @@ class LeRobotDiffusion:
         lb = self._obs({k: batch[k][:, :n_obs] for k in self.spec.lowdim_keys})
         lb["action"] = self.normalizer.normalize("action", batch["action"].float())
         # LeRobot's own loss mask (meant for padding) leaves out the steps a perturbed store flags not to imitate.
-        imitate = batch.get(loss_mask.KEY)
+        imitate = batch.get(IMITATE_KEY)
         lb["action_is_pad"] = (
             torch.zeros(lb["action"].shape[:2], dtype=torch.bool) if imitate is None else ~imitate.bool()
         )

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import torch
 
-from robostack.data.schema import IMITATE_KEY as KEY
+from robostack.data.schema import IMITATE_KEY
 
 
 def imitated_mean(err: torch.Tensor, batch: dict[str, torch.Tensor], start: int = 0) -> torch.Tensor:
-    """Mean of per-element ``err`` (B, T, ...) over the steps flagged to imitate (``batch[KEY][:, start:start+T]``);
+    """Mean of per-element ``err`` (B, T, ...) over the steps flagged to imitate (``batch[IMITATE_KEY][:, start:start+T]``);
     the plain mean when the batch carries no flag."""
-    mask = batch.get(KEY)
+    mask = batch.get(IMITATE_KEY)
     if mask is None:
         return err.mean()
     w = mask[:, start : start + err.shape[1]].to(err.dtype)

@@ -26,10 +26,9 @@ from robostack.config import save_yaml
 from robostack.data.buffer import EpisodeBuffer, EpisodeFilter, load_buffer
 from robostack.data.normalize import KeyStats, compute_stats
 from robostack.data.sampler import SequenceSampler
-from robostack.data.schema import FeatureSpec
+from robostack.data.schema import IMITATE_KEY, FeatureSpec
 from robostack.data.store import EpisodeStore
 from robostack.errors import RobostackError, StoreError
-from robostack.policies import loss_mask
 from robostack.policies.base import Policy, PolicySpec
 from robostack.policies.checkpoint import build_policy, save_policy
 from robostack.policies.loading import LAST
@@ -57,12 +56,12 @@ def load_training_data(
     """The buffer of ``keys`` (plus the ``imitate`` flag where the store has one) and the normalisation statistics
     of its non-image keys; the action statistics cover only imitated steps, so a perturbation's commands never
     stretch the action range a policy learns in."""
-    masked = loss_mask.KEY in store.keys
-    buf = load_buffer(store.path, [*keys, *([loss_mask.KEY] if masked else [])], episodes)
+    masked = IMITATE_KEY in store.keys
+    buf = load_buffer(store.path, [*keys, *([IMITATE_KEY] if masked else [])], episodes)
     stats = compute_stats(
         buf,
         [k for k in keys if store.info.features[k].dtype != "uint8"],
-        rows={"action": buf.data[loss_mask.KEY]} if masked else None,
+        rows={"action": buf.data[IMITATE_KEY]} if masked else None,
     )
     return buf, stats
 
