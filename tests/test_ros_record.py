@@ -43,6 +43,22 @@ def _call(ros, client, request, timeout=10):
     return fut.result()
 
 
+def _start_episode(ros, client, attempts: int = 30):
+    """The recorder refuses to start before it has heard every observation topic ("no messages yet"), which a
+    freshly launched process may not have yet even when the policy node already drives the robot: ask until it
+    accepts, and keep its last answer for the failure message."""
+    assert client.wait_for_service(timeout_sec=30)
+    res = None
+    for _ in range(attempts):
+        fut = client.call_async(Trigger.Request())
+        if ros.wait_for(fut.done, 2):
+            res = fut.result()
+            if res.success:
+                return res
+        ros.spin(0.5)
+    raise AssertionError(f"the recorder never started an episode: {res.message if res else 'no answer'}")
+
+
 def test_takeover_recording_and_sigkill(ros, model, tmp_path):
     from launch_reader import PKG_SHARE, read_launch, start
 
@@ -68,7 +84,7 @@ def test_takeover_recording_and_sigkill(ros, model, tmp_path):
     procs = start(nodes)
     try:
         assert ros.wait_for(lambda: len(executed) >= 10, 60), "the policy's commands never reached the robot"
-        assert _call(ros, start_srv, Trigger.Request()).success
+        _start_episode(ros, start_srv)
         ros.spin(1.0)  # policy drives
         takeover.publish(Bool(data=True))
         for _ in range(int(RATE)):  # the human drives for a second
@@ -79,7 +95,7 @@ def test_takeover_recording_and_sigkill(ros, model, tmp_path):
         res = _call(ros, stop_srv, SetBool.Request(data=True))
         assert res.success and "committed" in res.message, res.message
         # second episode, then SIGKILL the recorder mid-episode
-        assert _call(ros, start_srv, Trigger.Request()).success
+        _start_episode(ros, start_srv)
         ros.spin(1.5)
         procs[2].send_signal(signal.SIGKILL)
         procs[2].wait(timeout=10)
@@ -103,13 +119,7 @@ def test_takeover_recording_and_sigkill(ros, model, tmp_path):
     ros.node.create_timer(1.0 / RATE, lambda: cmd.publish(Float64MultiArray(data=[0.1, 0.1])))
     procs = start([n for n in nodes if n.name == "recorder_node"])
     try:
-        started = None
-        for _ in range(30):  # the new process needs a few seconds before its service answers
-            fut = start_srv.call_async(Trigger.Request())
-            if ros.wait_for(fut.done, 2) and fut.result().success:
-                started = fut.result()
-                break
-        assert started is not None, "the restarted recorder never started an episode"
+        _start_episode(ros, start_srv)  # the new process needs a few seconds before its service answers
         ros.spin(0.5)
         assert _call(ros, stop_srv, SetBool.Request(data=False)).success
     finally:
