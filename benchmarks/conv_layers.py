@@ -33,13 +33,8 @@ def conv_shapes(down_dims: list[int], batch: int) -> Counter:
         seen[(x.shape[0], mod.in_channels, mod.out_channels, x.shape[-1], mod.kernel_size[0])] += 1
 
     handles = [m.register_forward_pre_hook(hook) for m in policy.modules() if isinstance(m, MatmulConv1d)]
-    batch_t = {
-        "obs/state": torch.randn(batch, 16, 4),
-        "obs/object": torch.randn(batch, 16, 6),
-        "action": torch.randn(batch, 16, 2),
-    }
     with torch.no_grad():
-        policy.compute_loss(batch_t)
+        policy.compute_loss(train_step.random_batch(batch))
     for h in handles:
         h.remove()
     return seen

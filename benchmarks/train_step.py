@@ -40,6 +40,11 @@ def make_policy(down_dims: list[int]) -> torch.nn.Module:
     return build_policy("diffusion", policy_config(down_dims), SPEC, STATS)
 
 
+def random_batch(batch_size: int, horizon: int = 16) -> dict[str, torch.Tensor]:
+    """A training batch of the push task's shapes (values do not change a step's cost)."""
+    return {k: torch.randn(batch_size, horizon, *f.shape) for k, f in {**OBS, "action": SPEC.action}.items()}
+
+
 def lerobot_loss(down_dims: list[int]):
     from robostack.compare.lerobot_diffusion import LeRobotDiffusion
 
@@ -76,11 +81,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     dims = [int(x) for x in args.down_dims.split(",")]
     torch.manual_seed(0)
-    batch = {
-        "obs/state": torch.randn(args.batch, 16, 4),
-        "obs/object": torch.randn(args.batch, 16, 6),
-        "action": torch.randn(args.batch, 16, 2),
-    }
+    batch = random_batch(args.batch)
     rows, base = [], None
     for name, fused, compiled in [
         ("LeRobot DiffusionPolicy, for-each AdamW", False, False),
