@@ -298,3 +298,27 @@ def test_obs_noise_perturbs_training_only():
     torch.testing.assert_close(noisy.encoder(obs), clean.encoder(obs), rtol=0, atol=0)
     with pytest.raises(RobostackError, match="obs_noise"):
         build_policy("diffusion", {**TINY_UNET, "obs_noise": -0.1}, SPEC, STATS)
+
+
+def test_ema_update_by_hand_and_after_an_in_place_load():
+    from robostack.train.trainer import EMAUpdater
+
+    model, ema = torch.nn.Linear(2, 1), torch.nn.Linear(2, 1)
+    model.register_buffer("count", torch.tensor([3.0]))
+    ema.register_buffer("count", torch.tensor([0.0]))
+    with torch.no_grad():
+        model.weight.copy_(torch.tensor([[1.0, 2.0]]))
+        ema.weight.copy_(torch.tensor([[5.0, 6.0]]))
+    updater = EMAUpdater(ema, model, power=0.75, max_decay=0.9999)
+    updater.update(0)  # decay 0 at the first step: the average starts at the model
+    assert torch.equal(ema.weight, model.weight) and float(ema.count) == 3.0
+    # A resume loads weights into the same parameter objects; the updater's lists must still see them.
+    model.load_state_dict(
+        {"weight": torch.tensor([[3.0, -1.0]]), "bias": torch.zeros(1), "count": torch.ones(1)}
+    )
+    updater.update(9)
+    d = 1.0 - 10.0**-0.75
+    assert d == pytest.approx(updater.decay(9))
+    expect = torch.tensor([[d * 1.0 + (1 - d) * 3.0, d * 2.0 + (1 - d) * -1.0]])
+    assert torch.allclose(ema.weight, expect, atol=1e-6) and float(ema.count) == 1.0
+    assert updater.decay(10**9) == 0.9999

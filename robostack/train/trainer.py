@@ -92,15 +92,31 @@ def lr_lambda(warmup: int, total: int):
     return f
 
 
-@torch.no_grad()
-def ema_update(ema: Policy, model: Policy, step: int, power: float, max_decay: float) -> None:
-    decay = 0.0 if step == 0 else min(max_decay, 1.0 - (1.0 + step) ** -power)
-    # One fused call over all tensors: a per-parameter loop cost 3.4 ms of a ~100 ms compiled push step on CPU
-    # (148 parameters, two ops each), the fused update 0.3 ms.
-    torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1.0 - decay)
-    buffers = list(ema.buffers())
-    if buffers:
-        torch._foreach_copy_(buffers, list(model.buffers()))
+class EMAUpdater:
+    """``ema <- lerp(ema, model, 1 - decay)`` after every optimiser step, decay warming up as ``1 - (1 + step)^-power``.
+
+    The tensor lists are gathered once: walking two U-Nets' module trees for their parameters and buffers cost
+    ~0.9 ms per step (2 CPU threads, 1.1 M push U-Net), five times the update itself (0.18 ms) and ~3% of a
+    compiled training step. The lists stay valid because resuming, DDP and torch.compile all keep the same
+    parameter objects (``load_state_dict`` copies into them)."""
+
+    def __init__(self, ema: Policy, model: Policy, power: float, max_decay: float) -> None:
+        self.ema = ema
+        self.power = power
+        self.max_decay = max_decay
+        self._dst, self._src = list(ema.parameters()), list(model.parameters())
+        self._dst_buffers, self._src_buffers = list(ema.buffers()), list(model.buffers())
+
+    def decay(self, step: int) -> float:
+        return 0.0 if step == 0 else min(self.max_decay, 1.0 - (1.0 + step) ** -self.power)
+
+    @torch.no_grad()
+    def update(self, step: int) -> None:
+        # One fused call over all tensors: a per-parameter loop cost 3.4 ms of a ~100 ms compiled push step on CPU
+        # (148 parameters, two ops each), the fused update 0.3 ms.
+        torch._foreach_lerp_(self._dst, self._src, 1.0 - self.decay(step))
+        if self._dst_buffers:
+            torch._foreach_copy_(self._dst_buffers, self._src_buffers)
 
 
 class _DDPLoss(torch.nn.Module):
@@ -163,6 +179,7 @@ def train(cfg: TrainConfig, out: str | os.PathLike[str], resume: bool = False, p
     spec = make_spec(store, obs_keys, stats)
     policy = build_policy(cfg.policy["type"], {**cfg.policy, "obs_keys": obs_keys}, spec, stats).to(device)
     ema = copy.deepcopy(policy).requires_grad_(False) if cfg.ema.enabled else None
+    ema_updater = EMAUpdater(ema, policy, cfg.ema.power, cfg.ema.max_decay) if ema is not None else None
     rng = np.random.default_rng([cfg.seed, rank])
     n_val = int(round(cfg.data.val_fraction * buf.n_episodes)) if buf.n_episodes > 1 else 0
     val_eps = set(np.random.default_rng(cfg.seed).choice(buf.n_episodes, n_val, replace=False).tolist())
@@ -231,8 +248,8 @@ def train(cfg: TrainConfig, out: str | os.PathLike[str], resume: bool = False, p
             torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.optim.grad_clip)
         opt.step()
         sched.step()
-        if ema is not None:
-            ema_update(ema, policy, step, cfg.ema.power, cfg.ema.max_decay)
+        if ema_updater is not None:
+            ema_updater.update(step)
         samples += cfg.optim.batch_size * world
         bar.update(1)
         last = step + 1 == cfg.steps
@@ -261,7 +278,7 @@ def train(cfg: TrainConfig, out: str | os.PathLike[str], resume: bool = False, p
     if world > 1:
         # Record that DDP kept every rank's weights identical (what averaging gradients promises).
         checksum = torch.tensor(
-            [float(sum(p.double().sum() for p in policy.parameters()))], dtype=torch.float64
+            [float(sum(p.detach().double().sum() for p in policy.parameters()))], dtype=torch.float64
         )
         gathered = [torch.zeros_like(checksum) for _ in range(world)]
         dist.all_gather(gathered, checksum)
