@@ -1,16 +1,21 @@
 """Time one diffusion-policy training step in the same process: LeRobot's DiffusionPolicy (same U-Net, for-each
 AdamW, as `robostack bench` trains it), and robostack eager with for-each AdamW, eager with fused AdamW (the default)
-and the torch.compile'd loss + fused AdamW (``--compile=true``).
+and the torch.compile'd loss + fused AdamW + the EMA update (what ``robostack train --compile=true`` runs per step).
 
-    .venv/bin/python benchmarks/train_step.py [--down-dims 32,64,128] [--batch 64] [--steps 30] [--threads 1]
+    .venv/bin/python benchmarks/train_step.py [--down-dims 32,64,128] [--batch 64] [--threads 1]
+                                              [--rounds 12] [--steps 6]
 
-Random batches of the push task's shapes; prints ms per step, samples/s and the ratios to the first row, and the
-one-off compile time.
+Random batches of the push task's shapes. The variants take turns, ``--steps`` steps each per round, for
+``--rounds`` rounds, because this project's virtual CPUs drift by 20-30% over minutes: timed one after the other,
+the ratios moved with whichever variant ran in a slow phase. Prints the median ms per step, the range over rounds,
+samples/s, the ratios to the first row, and the one-off first step (the compile, where compiled).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
+import statistics
 import time
 
 import numpy as np
@@ -20,6 +25,7 @@ from robostack.data.normalize import KeyStats
 from robostack.data.schema import FeatureSpec
 from robostack.policies.base import PolicySpec
 from robostack.policies.checkpoint import build_policy
+from robostack.train.trainer import EMAUpdater
 from robostack.utils.table import format_table
 
 OBS = {"obs/state": FeatureSpec("float32", (4,)), "obs/object": FeatureSpec("float32", (6,))}
@@ -53,58 +59,86 @@ def lerobot_loss(down_dims: list[int]):
     return model.parameters(), lambda batch: (model.compute_loss(batch), {})
 
 
-def time_steps(loss_fn, opt, batch, steps: int) -> tuple[float, float]:
-    def step() -> None:
+def make_step(loss_fn, opt, after=None):
+    def step(batch: dict[str, torch.Tensor]) -> None:
         loss, _ = loss_fn(batch)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if after is not None:
+            after()
 
-    t0 = time.perf_counter()
-    step()  # first step: compiles where the loss is compiled
-    first = time.perf_counter() - t0
-    for _ in range(3):
-        step()
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        step()
-    return (time.perf_counter() - t0) / steps, first
+    return step
+
+
+def interleaved(steps: dict[str, object], batch, rounds: int, per_round: int) -> dict[str, list[float]]:
+    """ms per step of each variant in every round; the variants take turns, so a slow phase of the (shared,
+    virtualised) CPU lands on all of them instead of on whichever ran during it."""
+    out: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(rounds):
+        for name, step in steps.items():
+            step(batch)  # re-warm caches after the other variants ran
+            t0 = time.perf_counter()
+            for _ in range(per_round):
+                step(batch)
+            out[name].append((time.perf_counter() - t0) / per_round * 1e3)
+    return out
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--down-dims", default="32,64,128")
     p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--steps", type=int, default=30)
+    p.add_argument("--rounds", type=int, default=12)
+    p.add_argument("--steps", type=int, default=6, help="steps per variant per round")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     dims = [int(x) for x in args.down_dims.split(",")]
     torch.manual_seed(0)
     batch = random_batch(args.batch)
-    rows, base = [], None
+    steps, first = {}, {}
     for name, fused, compiled in [
         ("LeRobot DiffusionPolicy, for-each AdamW", False, False),
         ("robostack eager, for-each AdamW", False, False),
         ("robostack eager, fused AdamW", True, False),
-        ("robostack torch.compile, fused AdamW", True, True),
+        ("robostack torch.compile, fused AdamW + EMA (robostack train)", True, True),
     ]:
+        after = None
         if name.startswith("LeRobot"):
             params, loss_fn = lerobot_loss(dims)
         else:
             policy = make_policy(dims).train()
             params = policy.parameters()
             loss_fn = torch.compile(policy.compute_loss) if compiled else policy.compute_loss
+            if compiled:
+                ema = EMAUpdater(copy.deepcopy(policy).requires_grad_(False), policy, 0.75, 0.9999)
+                after = lambda ema=ema: ema.update(1000)  # noqa: E731
         opt = torch.optim.AdamW(params, lr=1e-4, fused=fused)
-        per_step, first = time_steps(loss_fn, opt, batch, args.steps)
-        base = base or per_step
-        rows.append(
-            (name, f"{per_step * 1e3:.1f}", f"{args.batch / per_step:.0f}", f"{base / per_step:.2f}x",
-             f"{first:.1f}")
-        )  # fmt: skip
+        steps[name] = make_step(loss_fn, opt, after)
+        t0 = time.perf_counter()
+        steps[name](batch)  # first step: compiles where the loss is compiled
+        first[name] = time.perf_counter() - t0
+        for _ in range(2):
+            steps[name](batch)
+    times = interleaved(steps, batch, args.rounds, args.steps)
+    med = {name: statistics.median(v) for name, v in times.items()}
+    base = next(iter(med.values()))
+    rows = [
+        (name, f"{med[name]:.1f}", f"{min(v):.1f}-{max(v):.1f}", f"{args.batch / med[name] * 1e3:.0f}",
+         f"{base / med[name]:.2f}x", f"{first[name]:.1f}")
+        for name, v in times.items()
+    ]  # fmt: skip
     params = sum(p.numel() for p in make_policy(dims).parameters()) / 1e6
-    print(f"U-Net {dims} ({params:.2f} M parameters), batch {args.batch}, {args.threads} thread(s)")
-    print(format_table(["step", "ms/step", "samples/s", "speed-up vs LeRobot", "first step s"], rows))
+    print(
+        f"U-Net {dims} ({params:.2f} M parameters), batch {args.batch}, {args.threads} thread(s), "
+        f"{args.rounds} interleaved rounds of {args.steps} steps per variant (medians)"
+    )
+    print(
+        format_table(
+            ["step", "ms/step", "rounds' range", "samples/s", "speed-up vs LeRobot", "first step s"], rows
+        )
+    )
 
 
 if __name__ == "__main__":
