@@ -25,6 +25,7 @@ from robostack.data.normalize import KeyStats
 from robostack.data.schema import FeatureSpec
 from robostack.policies.base import PolicySpec
 from robostack.policies.checkpoint import build_policy
+from robostack.policies.unet1d import store_conv_weights_channels_last
 from robostack.train.trainer import EMAUpdater
 from robostack.utils.table import format_table
 
@@ -109,6 +110,8 @@ def main() -> None:
             params, loss_fn = lerobot_loss(dims)
         else:
             policy = make_policy(dims).train()
+            if compiled:  # as robostack train lays out a compiled CPU run's convolution weights
+                store_conv_weights_channels_last(policy)
             params = policy.parameters()
             loss_fn = torch.compile(policy.compute_loss) if compiled else policy.compute_loss
             if compiled:

@@ -23,7 +23,7 @@ from robostack.policies.schedulers import (
     flow_times,
     squaredcos_cap_v2,
 )
-from robostack.policies.unet1d import Conv1dBlock, MatmulConv1d
+from robostack.policies.unet1d import Conv1dBlock, MatmulConv1d, store_conv_weights_channels_last
 
 TINY_UNET = {"unet": {"down_dims": [16, 32, 64], "step_embed_dim": 32}}
 
@@ -126,6 +126,23 @@ def test_compiled_conv_block_at_training_batch_matches_eager():
     (g_eager,) = torch.autograd.grad(out_eager.square().sum(), x)
     (g_comp,) = torch.autograd.grad(out_comp.square().sum(), x)
     torch.testing.assert_close(g_comp, g_eager, atol=1e-4, rtol=1e-4)
+
+
+def test_channels_last_conv_weights_change_layout_only():
+    block = Conv1dBlock(8, 16, 5, 8)
+    restrided = Conv1dBlock(8, 16, 5, 8)
+    restrided.load_state_dict(block.state_dict())
+    assert store_conv_weights_channels_last(restrided) == 1
+    w = restrided.block[0].weight
+    assert w.stride() == (5 * 8, 1, 8) and torch.equal(w, block.block[0].weight)
+    x = torch.randn(32, 8, 16)
+    compiled = torch.compile(restrided)
+    torch.testing.assert_close(compiled(x), block(x), atol=1e-5, rtol=1e-4)
+    compiled(x).square().sum().backward()
+    block(x).square().sum().backward()
+    # The gradient arrives in the parameter's own layout (nothing to transpose) and with the same values.
+    assert w.grad.stride() == w.stride()
+    torch.testing.assert_close(w.grad, block.block[0].weight.grad, atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.parametrize("family", ["diffusion", "flow", "gaussian"])

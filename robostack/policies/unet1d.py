@@ -78,6 +78,25 @@ class MatmulConv1d(nn.Conv1d):
         return out.transpose(1, 2)
 
 
+def store_conv_weights_channels_last(module: nn.Module) -> int:
+    """Re-stride every ``MatmulConv1d`` weight with kernel > 1 as (out, kernel, in) in memory, keeping its shape and
+    values; returns how many were changed.
+
+    For compiled CPU training: oneDNN runs the height-1 convolutions channels-last, and ATen hands back their
+    weight gradients in that layout, which AccumulateGrad then transposed into a contiguous parameter every step
+    (~0.7 ms per push step at 2 threads, slow strided copies of the 128-channel weights). With the parameter stored
+    channels-last the gradient is adopted as is: compiled push step with EMA 36.3 against 37.9 ms, 20 interleaved
+    rounds at 2 threads. Checkpoints are unchanged (saved contiguous); inference loads them contiguous, which the
+    batch-1 GEMM path wants."""
+    n = 0
+    for m in module.modules():
+        if isinstance(m, MatmulConv1d) and m.kernel_size[0] > 1:
+            with torch.no_grad():
+                m.weight.data = m.weight.data.permute(0, 2, 1).contiguous().permute(0, 2, 1)
+            n += 1
+    return n
+
+
 class Conv1dBlock(nn.Module):
     def __init__(self, c_in: int, c_out: int, kernel: int, groups: int) -> None:
         super().__init__()

@@ -32,6 +32,7 @@ from robostack.errors import RobostackError, StoreError
 from robostack.policies.base import Policy, PolicySpec
 from robostack.policies.checkpoint import build_policy, save_policy
 from robostack.policies.loading import LAST
+from robostack.policies.unet1d import store_conv_weights_channels_last
 from robostack.train.config import TrainConfig
 from robostack.utils.provenance import provenance
 
@@ -178,6 +179,9 @@ def train(cfg: TrainConfig, out: str | os.PathLike[str], resume: bool = False, p
     )
     spec = make_spec(store, obs_keys, stats)
     policy = build_policy(cfg.policy["type"], {**cfg.policy, "obs_keys": obs_keys}, spec, stats).to(device)
+    if cfg.compile and device.type == "cpu" and world == 1:
+        # Before the EMA copy and the optimiser state, so that both take the same strides.
+        store_conv_weights_channels_last(policy)
     ema = copy.deepcopy(policy).requires_grad_(False) if cfg.ema.enabled else None
     ema_updater = EMAUpdater(ema, policy, cfg.ema.power, cfg.ema.max_decay) if ema is not None else None
     rng = np.random.default_rng([cfg.seed, rank])
