@@ -110,13 +110,13 @@ def main() -> None:
             params, loss_fn = lerobot_loss(dims)
         else:
             policy = make_policy(dims).train()
-            if compiled:  # as robostack train lays out a compiled CPU run's convolution weights
+            loss_fn = policy.compute_loss
+            if compiled:  # what robostack train does per step in a compiled CPU run
                 store_conv_weights_channels_last(policy)
-            params = policy.parameters()
-            loss_fn = torch.compile(policy.compute_loss) if compiled else policy.compute_loss
-            if compiled:
+                loss_fn = torch.compile(policy.compute_loss)
                 ema = EMAUpdater(copy.deepcopy(policy).requires_grad_(False), policy, 0.75, 0.9999)
                 after = lambda ema=ema: ema.update(1000)  # noqa: E731
+            params = policy.parameters()
         opt = torch.optim.AdamW(params, lr=1e-4, fused=fused)
         steps[name] = make_step(loss_fn, opt, after)
         t0 = time.perf_counter()

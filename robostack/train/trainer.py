@@ -102,7 +102,6 @@ class EMAUpdater:
     parameter objects (``load_state_dict`` copies into them)."""
 
     def __init__(self, ema: Policy, model: Policy, power: float, max_decay: float) -> None:
-        self.ema = ema
         self.power = power
         self.max_decay = max_decay
         self._dst, self._src = list(ema.parameters()), list(model.parameters())
