@@ -12,6 +12,7 @@ from conftest import assert_one_line_error, run_cli
 
 SUITE = """
 name: tiny
+side_by_side_chunk: 5
 runs:
   - name: push-diffusion
     dataset: push_expert_20
@@ -23,6 +24,7 @@ runs:
     dataset: push_expert_20
     policy: lerobot_diffusion
     like: diffusion_push
+    side_by_side: push-diffusion
     overrides: {steps: 20, policy.unet.down_dims: "[16,32,64]", policy.unet.step_embed_dim: 32, optim.batch_size: 16}
     eval: {task: push, episodes: 2}
 """
@@ -34,13 +36,17 @@ def test_bench_runs_a_suite_with_lerobot_side_by_side(tmp_path):
     out = tmp_path / "bench"
     proc = run_cli("bench", "--suite", suite, "--out", out)
     assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "push-diffusion and push-lerobot train side by side, alternating every 5 steps" in proc.stdout
     results = {r["name"]: r for r in json.loads((out / "results.json").read_text())}
     assert set(results) == {"push-diffusion", "push-lerobot"}
     assert results["push-lerobot"]["policy"] == "lerobot-diffusion"
+    assert results["push-lerobot"]["side_by_side"] == "push-diffusion"
+    assert results["push-diffusion"]["side_by_side"] == "push-lerobot"
     for r in results.values():
         assert r["episodes"] == 2 and r["samples_per_s"] > 0 and r["latency_p50_ms"] > 0
     report = (out / "results.md").read_text()
     assert "push-lerobot" in report and "push-diffusion vs push-lerobot: trains" in report
+    assert "trained side by side in one process" in report
     assert results["push-diffusion"]["train_seconds"] > 0
     # re-running finds the trained checkpoint and reports the training time recorded in the run's metrics
     again = run_cli("bench", "--suite", suite, "--out", out, "--only", "push-diffusion", check=True)
@@ -76,8 +82,14 @@ def test_bench_runs_a_suite_with_lerobot_side_by_side(tmp_path):
     assert (out / "datasets" / "push_expert_20.zarr" / "zarr.json").exists()
 
 
-def test_unknown_suite_is_one_line():
+def test_unknown_suite_is_one_line(tmp_path):
     assert_one_line_error(run_cli("bench", "--suite", "nope"), "unknown benchmark suite 'nope'")
+    suite = tmp_path / "bad.yaml"
+    suite.write_text(SUITE.replace("side_by_side: push-diffusion", "side_by_side: push-difusion"))
+    assert_one_line_error(
+        run_cli("bench", "--suite", suite, "--out", tmp_path / "b"),
+        "run 'push-lerobot' trains side by side with unknown run 'push-difusion'",
+    )
 
 
 def test_lerobot_comparison_pairs_runs_of_the_same_recipe():

@@ -4,6 +4,7 @@ steps and evaluation seeds, so success, training throughput and chunk latency co
 from __future__ import annotations
 
 import time
+from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from robostack.data.store import EpisodeStore
 from robostack.eval.evaluate import evaluate_in_process
 from robostack.train.config import TrainConfig
 from robostack.train.trainer import _to_tensors, load_training_data, lr_lambda, make_spec
+from robostack.utils.generators import drain, pause_point
 
 
 def train_lerobot(
@@ -27,6 +29,14 @@ def train_lerobot(
     """LeRobot's DiffusionPolicy trained on ``data`` with ``cfg``'s windows, optimiser, schedule and steps; returns
     the model and the wall time of its optimisation loop (``timeline`` collects (steps done, seconds) every
     ``cfg.log_every`` steps, like the ``train_s`` of a robostack run's metrics)."""
+    return drain(iter_train_lerobot(cfg, data, progress, timeline))
+
+
+def iter_train_lerobot(
+    cfg: TrainConfig, data: Path, progress: bool = True, timeline: list[tuple[int, float]] | None = None
+) -> Generator[int, None, tuple[LeRobotDiffusion, float]]:
+    """``train_lerobot`` one step at a time, like ``iter_train``: yields the steps done, and the time it spends
+    suspended at a ``yield`` is not counted as training time."""
     torch.manual_seed(cfg.seed)
     store = EpisodeStore(data)
     obs_keys = [k for k in store.keys if k.startswith("obs/")]
@@ -48,7 +58,7 @@ def train_lerobot(
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg.optim.warmup_steps, cfg.steps))
     rng = np.random.default_rng(cfg.seed)
     model.train()
-    t0 = time.perf_counter()
+    t0, paused = time.perf_counter(), 0.0
     for step in tqdm(range(cfg.steps), desc="train lerobot", disable=None if progress else True):
         loss = model.compute_loss(
             _to_tensors(sampler.random_batch(cfg.optim.batch_size, rng), torch.device("cpu"))
@@ -58,15 +68,20 @@ def train_lerobot(
         opt.step()
         sched.step()
         if timeline is not None and (step + 1) % cfg.log_every == 0:
-            timeline.append((step + 1, time.perf_counter() - t0))
-    return model, time.perf_counter() - t0
+            timeline.append((step + 1, time.perf_counter() - t0 - paused))
+        paused += yield from pause_point(step + 1)
+    return model, time.perf_counter() - t0 - paused
 
 
-def train_and_eval_lerobot(
-    name: str, run: dict[str, Any], cfg: TrainConfig, data: Path, folder: Path, ev: dict[str, Any]
+def eval_lerobot(
+    run: dict[str, Any],
+    cfg: TrainConfig,
+    folder: Path,
+    ev: dict[str, Any],
+    model: LeRobotDiffusion,
+    train_s: float,
 ) -> RunResult:
-    print(f"\n== {name}: train LeRobot DiffusionPolicy for {cfg.steps} steps on {run['dataset']}")
-    model, train_s = train_lerobot(cfg, data)
+    """Save the trained LeRobot model in the run folder, evaluate it like a robostack run and return its row."""
     folder.mkdir(parents=True, exist_ok=True)
     torch.save(model.policy.state_dict(), folder / "lerobot_diffusion.pt")
     model.eval()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from collections.abc import Callable, Generator
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from robostack.errors import RobostackError
 from robostack.policies.loading import LAST
 from robostack.sim.base import REPO_ROOT
 from robostack.train.config import TrainConfig
+from robostack.utils.generators import alternate, drain
 from robostack.utils.table import format_markdown, format_table
 
 SUITES = REPO_ROOT / "configs" / "bench"
@@ -50,6 +52,8 @@ class RunResult:
     rms_jerk: float
     recipe: str = ""
     """Policy config the run trained (LeRobot runs: the config they mirror); rows of older reports lack it."""
+    side_by_side: str = ""
+    """The run it trained alternating with in one process (``run_side_by_side``); empty when it trained alone."""
 
     @classmethod
     def from_eval(
@@ -91,6 +95,12 @@ def load_suite(name_or_path: str) -> dict[str, Any]:
     suite = load_yaml(p)
     if not suite.get("runs"):
         raise RobostackError(f"{p}: no runs")
+    names = [r["name"] for r in suite["runs"]]
+    for r in suite["runs"]:
+        if r.get("side_by_side") and (r["side_by_side"] not in names or r["side_by_side"] == r["name"]):
+            raise RobostackError(
+                f"{p}: run '{r['name']}' trains side by side with unknown run '{r['side_by_side']}'"
+            )
     return suite
 
 
@@ -158,9 +168,20 @@ def set_aside(folder: Path) -> Path:
     return dest
 
 
-def run_one(run: dict[str, Any], out_dir: Path, eval_workers: int) -> RunResult:
+@dataclass
+class PendingRun:
+    """A suite entry ready to train. ``training`` (None when its run folder is already trained) is advanced to its
+    end, alone or side by side with another entry's; ``finish`` takes its return value, evaluates the policy and
+    returns the report row."""
+
+    name: str
+    training: Generator[int, None, Any] | None
+    finish: Callable[[Any], RunResult]
+
+
+def start_run(run: dict[str, Any], out_dir: Path, eval_workers: int) -> PendingRun:
     from robostack.eval.evaluate import evaluate
-    from robostack.train.trainer import read_metrics, recorded_train_seconds, train
+    from robostack.train.trainer import iter_train, read_metrics, recorded_train_seconds
 
     name = run["name"]
     data = make_dataset(run["dataset"], out_dir)
@@ -168,10 +189,15 @@ def run_one(run: dict[str, Any], out_dir: Path, eval_workers: int) -> RunResult:
     ev = run.get("eval", {})
     folder = out_dir / "runs" / name
     if run["policy"] == "lerobot_diffusion":
-        from robostack.bench.lerobot_run import train_and_eval_lerobot
+        from robostack.bench.lerobot_run import eval_lerobot, iter_train_lerobot
 
         cfg = train_config(run.get("like", "diffusion_push"), data, overrides)
-        return train_and_eval_lerobot(name, run, cfg, data, folder, ev)
+        print(f"\n== {name}: train LeRobot DiffusionPolicy for {cfg.steps} steps on {run['dataset']}")
+        return PendingRun(
+            name,
+            iter_train_lerobot(cfg, data),
+            lambda trained: eval_lerobot(run, cfg, folder, ev, *trained),
+        )
     cfg = train_config(run["policy"], data, overrides)
     print(f"\n== {name}: train {cfg.policy['type']} for {cfg.steps} steps on {run['dataset']}")
     done = trained_steps(folder)
@@ -179,27 +205,66 @@ def run_one(run: dict[str, Any], out_dir: Path, eval_workers: int) -> RunResult:
         kept = set_aside(folder)
         print(f"{name}: the recipe changed ({', '.join(changed)}); the earlier run is kept in {kept}")
         done = None
+    training = None
     if done is None:
         if folder.exists():  # killed before its first checkpoint: nothing in it is worth keeping
             shutil.rmtree(folder)
-        train(cfg, folder)
+        training = iter_train(cfg, folder)
     elif done < cfg.steps:  # an interrupted benchmark picks up its run from the last checkpoint
         print(f"resuming {name} at step {done}")
-        train(cfg, folder, resume=True)
-    metrics = read_metrics(folder / "metrics.jsonl")
-    sps = [m["samples_per_s"] for m in metrics if "samples_per_s" in m]
-    train_s = recorded_train_seconds(folder) or _throughput_train_seconds(metrics, cfg)
-    result = evaluate(
-        folder,
-        ev["task"],
-        ev.get("episodes", 50),
-        ev.get("workers", eval_workers),
-        ev.get("seed", 100_000),
-        n_action_steps=ev.get("n_action_steps"),
-        num_steps=ev.get("num_steps"),
-    )
-    print(result.table())
-    return RunResult.from_eval(run, cfg.policy["type"], cfg.steps, train_s, sps[-1] if sps else 0.0, result)
+        training = iter_train(cfg, folder, resume=True)
+
+    def finish(_: Any) -> RunResult:
+        metrics = read_metrics(folder / "metrics.jsonl")
+        sps = [m["samples_per_s"] for m in metrics if "samples_per_s" in m]
+        train_s = recorded_train_seconds(folder) or _throughput_train_seconds(metrics, cfg)
+        result = evaluate(
+            folder,
+            ev["task"],
+            ev.get("episodes", 50),
+            ev.get("workers", eval_workers),
+            ev.get("seed", 100_000),
+            n_action_steps=ev.get("n_action_steps"),
+            num_steps=ev.get("num_steps"),
+        )
+        print(result.table())
+        return RunResult.from_eval(
+            run, cfg.policy["type"], cfg.steps, train_s, sps[-1] if sps else 0.0, result
+        )
+
+    return PendingRun(name, training, finish)
+
+
+def run_one(run: dict[str, Any], out_dir: Path, eval_workers: int) -> RunResult:
+    pending = start_run(run, out_dir, eval_workers)
+    return pending.finish(drain(pending.training) if pending.training is not None else None)
+
+
+# Steps each training runs before the other's turn: ~1.5-3 s, far shorter than the minutes over which a shared VM's
+# CPU speed drifts, so both trainings meet the same phases; the switch itself costs a few cold caches per chunk.
+SIDE_BY_SIDE_CHUNK = 50
+
+
+def run_side_by_side(
+    a: dict[str, Any], b: dict[str, Any], out_dir: Path, eval_workers: int, chunk: int = SIDE_BY_SIDE_CHUNK
+) -> list[RunResult]:
+    """Train two entries in one process, alternating every ``chunk`` steps (each with the whole machine while it
+    runs, its suspended time not counted), then evaluate both: their training times compare like for like on a
+    machine whose speed moves with time."""
+    pending = [start_run(a, out_dir, eval_workers), start_run(b, out_dir, eval_workers)]
+    trainings = [p.training for p in pending]
+    if all(t is not None for t in trainings):
+        print(f"\n== {a['name']} and {b['name']} train side by side, alternating every {chunk} steps")
+        values = alternate(trainings, chunk)
+        partners = [b["name"], a["name"]]
+    else:  # one of them was trained before: its time was measured then, alone
+        values = [drain(t) if t is not None else None for t in trainings]
+        partners = ["", ""]
+    results = []
+    for p, value, partner in zip(pending, values, partners, strict=True):
+        results.append(p.finish(value))
+        results[-1].side_by_side = partner
+    return results
 
 
 def _throughput_train_seconds(metrics: list[dict[str, Any]], cfg: TrainConfig) -> float:
@@ -214,13 +279,31 @@ def run_suite(
     suite = load_suite(name)
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    results = []
-    for run in suite["runs"]:
-        if only and run["name"] not in only:
+    selected = [r for r in suite["runs"] if not only or r["name"] in only]
+    results: list[RunResult] = []
+    done: set[str] = set()
+    for run in selected:
+        if run["name"] in done:
             continue
-        results.append(run_one(run, out_dir, eval_workers))
+        partner = partner_of(run, selected)
+        if partner is None:
+            results.append(run_one(run, out_dir, eval_workers))
+        else:
+            chunk = int(suite.get("side_by_side_chunk", SIDE_BY_SIDE_CHUNK))
+            results.extend(run_side_by_side(run, partner, out_dir, eval_workers, chunk))
+            done.add(partner["name"])
         write_report(suite.get("name", name), results, out_dir, suite["runs"])
     return results
+
+
+def partner_of(run: dict[str, Any], selected: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The selected entry ``run`` trains side by side with (either one may name the other in ``side_by_side``)."""
+    for other in selected:
+        if other is not run and (
+            other.get("side_by_side") == run["name"] or run.get("side_by_side") == other["name"]
+        ):
+            return other
+    return None
 
 
 def merge_previous(
@@ -265,10 +348,12 @@ def lerobot_ratios(results: list[RunResult]) -> list[str]:
         ]
         for r in ours:
             if r.train_seconds > 0 and lr.train_seconds > 0:
+                together = r.side_by_side == lr.name and lr.side_by_side == r.name
                 lines.append(
                     f"{r.name} vs {lr.name}: trains {lr.train_seconds / r.train_seconds:.2f}x faster "
-                    f"({r.train_seconds:.1f} s vs {lr.train_seconds:.1f} s for {r.steps} steps, compile included), "
-                    f"success {100 * r.success_rate:.0f}% vs {100 * lr.success_rate:.0f}%"
+                    f"({r.train_seconds:.1f} s vs {lr.train_seconds:.1f} s for {r.steps} steps, compile included"
+                    + ("; trained side by side in one process" if together else "")
+                    + f"), success {100 * r.success_rate:.0f}% vs {100 * lr.success_rate:.0f}%"
                 )
     return lines
 

@@ -13,6 +13,7 @@ import json
 import math
 import os
 import time
+from collections.abc import Generator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ from robostack.policies.checkpoint import build_policy, save_policy
 from robostack.policies.loading import LAST
 from robostack.policies.unet1d import store_conv_weights_channels_last
 from robostack.train.config import TrainConfig
+from robostack.utils.generators import drain, pause_point
 from robostack.utils.provenance import provenance
 
 
@@ -152,6 +154,16 @@ def _setup_distributed(cfg: TrainConfig) -> tuple[int, int, torch.device]:
 
 
 def train(cfg: TrainConfig, out: str | os.PathLike[str], resume: bool = False, progress: bool = True) -> Path:
+    """Train ``cfg`` into the run folder ``out`` (or continue it with ``resume``); returns the folder."""
+    return drain(iter_train(cfg, out, resume, progress))
+
+
+def iter_train(
+    cfg: TrainConfig, out: str | os.PathLike[str], resume: bool = False, progress: bool = True
+) -> Generator[int, None, Path]:
+    """``train`` one optimisation step at a time: yields the number of steps done after each one and returns the
+    run folder. Time spent suspended at a ``yield`` is not training time: the recorded ``train_s`` and samples/s
+    leave it out, so a benchmark can alternate two trainings in one process and time each fairly."""
     rank, world, device = _setup_distributed(cfg)
     run = Path(out)
     if (run / "config.yaml").exists() and not resume:
@@ -238,7 +250,7 @@ def train(cfg: TrainConfig, out: str | os.PathLike[str], resume: bool = False, p
         total=cfg.steps, initial=start, desc=f"train {cfg.policy['type']}", unit="step",
         disable=None if (progress and rank == 0) else True,
     )  # fmt: skip
-    t0, samples = time.perf_counter(), 0
+    t0, samples, paused = time.perf_counter(), 0, 0.0
     # Wall time of the optimisation loop, carried across --resume so a run folder says what it cost in total.
     prior_s = recorded_train_seconds(run) if start else 0.0
     policy.train()
@@ -258,12 +270,13 @@ def train(cfg: TrainConfig, out: str | os.PathLike[str], resume: bool = False, p
         last = step + 1 == cfg.steps
         want_val = val_windows is not None and ((step + 1) % cfg.val_every == 0 or last)
         if rank == 0 and ((step + 1) % cfg.log_every == 0 or last or want_val):
+            ran_s = time.perf_counter() - t0 - paused
             record = {
                 "step": step + 1,
                 "loss": float(loss.detach()),
                 "lr": sched.get_last_lr()[0],
-                "samples_per_s": samples / (time.perf_counter() - t0),
-                "train_s": prior_s + time.perf_counter() - t0,
+                "samples_per_s": samples / ran_s,
+                "train_s": prior_s + ran_s,
             }
             if want_val:
                 record["val_loss"] = _val_loss(
@@ -277,6 +290,7 @@ def train(cfg: TrainConfig, out: str | os.PathLike[str], resume: bool = False, p
             if do_eval and cfg.eval.episodes > 0:
                 result = _evaluate(ckpt, eval_task, cfg)
                 _log({"step": step + 1, "success_rate": result["success_rate"]}, writer, metrics_file)
+        paused += yield from pause_point(step + 1, device)
     bar.close()
     if world > 1:
         # Record that DDP kept every rank's weights identical (what averaging gradients promises).
