@@ -26,6 +26,7 @@ from robostack.data.schema import FeatureSpec
 from robostack.policies.base import PolicySpec
 from robostack.policies.checkpoint import build_policy
 from robostack.policies.unet1d import store_conv_weights_channels_last
+from robostack.train.adamw import SharedStepAdamW
 from robostack.train.trainer import EMAUpdater
 from robostack.utils.table import format_table
 
@@ -117,7 +118,8 @@ def main() -> None:
                 ema = EMAUpdater(copy.deepcopy(policy).requires_grad_(False), policy, 0.75, 0.9999)
                 after = lambda ema=ema: ema.update(1000)  # noqa: E731
             params = policy.parameters()
-        opt = torch.optim.AdamW(params, lr=1e-4, fused=fused)
+        # robostack train's optimiser: torch's fused AdamW with one step counter for all parameters
+        opt = SharedStepAdamW(params, lr=1e-4) if fused else torch.optim.AdamW(params, lr=1e-4)
         steps[name] = make_step(loss_fn, opt, after)
         t0 = time.perf_counter()
         steps[name](batch)  # first step: compiles where the loss is compiled
