@@ -44,9 +44,10 @@ class SharedStepAdamW(torch.optim.AdamW):
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
         if not self._fallback and closure is None:
-            plans = [self._plan(group) for group in self.param_groups]
+            groups = [g for g in self.param_groups if g["params"]]
+            plans = [self._plan(group) for group in groups]
             if all(plan is not None for plan in plans):
-                for group, plan in zip(self.param_groups, plans, strict=True):
+                for group, plan in zip(groups, plans, strict=True):
                     self._fused_step(group, *plan)
                 return None
             self._fallback = True
