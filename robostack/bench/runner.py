@@ -174,9 +174,12 @@ class PendingRun:
     end, alone or side by side with another entry's; ``finish`` takes its return value, evaluates the policy and
     returns the report row."""
 
-    name: str
     training: Generator[int, None, Any] | None
     finish: Callable[[Any], RunResult]
+
+    def train_alone(self) -> Any:
+        """Run the training (if any) to its end; returns what ``finish`` takes."""
+        return drain(self.training) if self.training is not None else None
 
 
 def start_run(run: dict[str, Any], out_dir: Path, eval_workers: int) -> PendingRun:
@@ -194,7 +197,6 @@ def start_run(run: dict[str, Any], out_dir: Path, eval_workers: int) -> PendingR
         cfg = train_config(run.get("like", "diffusion_push"), data, overrides)
         print(f"\n== {name}: train LeRobot DiffusionPolicy for {cfg.steps} steps on {run['dataset']}")
         return PendingRun(
-            name,
             iter_train_lerobot(cfg, data),
             lambda trained: eval_lerobot(run, cfg, folder, ev, *trained),
         )
@@ -232,12 +234,12 @@ def start_run(run: dict[str, Any], out_dir: Path, eval_workers: int) -> PendingR
             run, cfg.policy["type"], cfg.steps, train_s, sps[-1] if sps else 0.0, result
         )
 
-    return PendingRun(name, training, finish)
+    return PendingRun(training, finish)
 
 
 def run_one(run: dict[str, Any], out_dir: Path, eval_workers: int) -> RunResult:
     pending = start_run(run, out_dir, eval_workers)
-    return pending.finish(drain(pending.training) if pending.training is not None else None)
+    return pending.finish(pending.train_alone())
 
 
 # Steps each training runs before the other's turn: ~1.5-3 s, far shorter than the minutes over which a shared VM's
@@ -258,7 +260,7 @@ def run_side_by_side(
         values = alternate(trainings, chunk)
         partners = [b["name"], a["name"]]
     else:  # one of them was trained before: its time was measured then, alone
-        values = [drain(t) if t is not None else None for t in trainings]
+        values = [p.train_alone() for p in pending]
         partners = ["", ""]
     results = []
     for p, value, partner in zip(pending, values, partners, strict=True):
