@@ -27,6 +27,7 @@ from robostack.policies.base import PolicySpec
 from robostack.policies.checkpoint import build_policy
 from robostack.policies.unet1d import store_conv_weights_channels_last
 from robostack.train.adamw import SharedStepAdamW
+from robostack.train.compiled import compile_for_training
 from robostack.train.trainer import EMAUpdater
 from robostack.utils.table import format_table
 
@@ -114,7 +115,7 @@ def main() -> None:
             loss_fn = policy.compute_loss
             if compiled:  # what robostack train does per step in a compiled CPU run
                 store_conv_weights_channels_last(policy)
-                loss_fn = torch.compile(policy.compute_loss)
+                loss_fn = compile_for_training(policy.compute_loss)
                 ema = EMAUpdater(copy.deepcopy(policy).requires_grad_(False), policy, 0.75, 0.9999)
                 after = lambda ema=ema: ema.update(1000)  # noqa: E731
             params = policy.parameters()

@@ -16,17 +16,23 @@ def make_params(seed: int = 0) -> list[torch.nn.Parameter]:
     return params
 
 
-def set_grads(params: list[torch.Tensor], step: int, skip: int | None = None) -> None:
+def set_grads(
+    params: list[torch.Tensor], step: int, skip: int | None = None, layout_of_param: bool = True
+) -> None:
+    """Gradients in their parameter's layout (what AccumulateGrad hands over), or contiguous."""
     g = torch.Generator().manual_seed(1000 + step)
     for i, p in enumerate(params):
-        p.grad = None if i == skip else torch.randn(p.shape, generator=g)
+        grad = torch.randn(p.shape, generator=g)
+        if layout_of_param:
+            grad = torch.empty_like(p).copy_(grad)
+        p.grad = None if i == skip else grad
 
 
-def run(opt_cls, params, steps: range, skip_at: int | None = None, opt=None, **kw):
+def run(opt_cls, params, steps: range, skip_at: int | None = None, opt=None, layout_of_param=True, **kw):
     opt = opt or opt_cls(params, lr=1e-2, betas=(0.9, 0.95), weight_decay=1e-3, **kw)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 3))
     for s in steps:
-        set_grads(params, s, skip=1 if s == skip_at else None)
+        set_grads(params, s, skip=1 if s == skip_at else None, layout_of_param=layout_of_param)
         opt.step()
         sched.step()
     return opt
@@ -75,3 +81,35 @@ def test_a_parameter_without_gradient_falls_back_to_torch_counters():
     run(torch.optim.AdamW, theirs, range(8), skip_at=3, fused=True)
     assert all(torch.equal(a, b) for a, b in zip(ours, theirs, strict=True))
     assert float(opt.state[ours[1]]["step"]) == 7.0 and float(opt.state[ours[0]]["step"]) == 8.0
+
+
+def contiguous_copies(params: list[torch.Tensor]) -> list[torch.nn.Parameter]:
+    return [torch.nn.Parameter(p.detach().contiguous()) for p in params]
+
+
+def test_permuted_layouts_reach_the_kernel_as_flat_views_and_mismatched_ones_are_aligned():
+    """The channels-last weight's update equals the one computed on a contiguous copy of everything, also when its
+    gradient arrives contiguous or its loaded state was saved from contiguous parameters (torch's own kernel pairs
+    such tensors by memory position)."""
+    reference = contiguous_copies(make_params())
+    run(torch.optim.AdamW, reference, range(6), fused=True)
+    for layout_of_param in (True, False):
+        ours = make_params()
+        assert not ours[0].is_contiguous()
+        run(SharedStepAdamW, ours, range(6), layout_of_param=layout_of_param)
+        assert all(torch.equal(a, b) for a, b in zip(ours, reference, strict=True))
+    # state saved by a run on contiguous parameters, resumed on channels-last ones
+    plain = contiguous_copies(make_params())
+    saved = run(SharedStepAdamW, plain, range(3)).state_dict()
+    ours = make_params()
+    with torch.no_grad():
+        for a, b in zip(ours, plain, strict=True):
+            a.copy_(b)
+    opt = SharedStepAdamW(ours, lr=1e-2, betas=(0.9, 0.95), weight_decay=1e-3)
+    opt.load_state_dict(saved)
+    run(None, ours, range(3, 6), opt=opt)
+    replay = contiguous_copies(make_params())
+    o = run(torch.optim.AdamW, replay, range(3), fused=True)
+    run(None, replay, range(3, 6), opt=o)
+    assert all(torch.equal(a, b) for a, b in zip(ours, replay, strict=True))
+    assert opt.state[ours[0]]["exp_avg"].stride() == ours[0].stride()

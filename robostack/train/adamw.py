@@ -7,6 +7,14 @@ compiled push step at 2 threads, against 0.9-1.1 ms here). Every parameter of a 
 so their counters never differ: one shared tensor per group holds the step and the kernel reads it for all. The
 update is bitwise the one torch computes, and the state dict has torch's layout (a step per parameter), so
 checkpoints load in either optimiser.
+
+Parameters stored in a permuted layout (the channels-last convolution weights of a compiled CPU run) reach the
+kernel as 1-D views of their memory: the CPU kernel walks every tensor as one flat array anyway, but first makes a
+contiguous copy of each such gradient that it never reads (~1 ms of strided copies per compiled push step at 2
+threads, most of it the seven 128-channel weights). The flat views hold the same elements in the same order, so the
+update is unchanged bit for bit. For the same reason a gradient or a loaded optimiser state whose strides differ
+from its parameter's is first copied into the parameter's layout: torch's CPU kernel pairs such tensors' elements
+by memory position, a silently wrong update (torch 2.14.1: a contiguous gradient on a channels-last parameter).
 """
 
 from __future__ import annotations
@@ -87,8 +95,11 @@ class SharedStepAdamW(torch.optim.AdamW):
         step = states[0]["step"]
         if any(not torch.equal(s["step"], step) for s in states) or step.device != params[0].device:
             return None
-        for s in states:
+        for p, s in zip(params, states, strict=True):
             s["step"] = step
+            for key in ("exp_avg", "exp_avg_sq"):
+                if not same_layout(s[key], p):  # state saved from a run whose parameters had another layout
+                    s[key] = like(p, s[key])
         return step
 
     def _unshare(self) -> None:
@@ -98,15 +109,28 @@ class SharedStepAdamW(torch.optim.AdamW):
         self._shared.clear()
 
     def _fused_step(self, group: dict[str, Any], grads: list[torch.Tensor], step: torch.Tensor) -> None:
-        params = group["params"]
+        params = list(group["params"])
         state = [self.state[p] for p in params]
+        exp_avgs = [s["exp_avg"] for s in state]
+        exp_avg_sqs = [s["exp_avg_sq"] for s in state]
+        grads = list(grads)
+        for i, p in enumerate(params):
+            if p.is_contiguous() and grads[i].is_contiguous():
+                continue
+            if not same_layout(grads[i], p):
+                # torch's kernel would pair the elements of differently strided tensors by memory position
+                grads[i] = like(p, grads[i])
+            if not p.is_contiguous():
+                flat = memory_order_views(p, grads[i], exp_avgs[i], exp_avg_sqs[i])
+                if flat is not None:
+                    params[i], grads[i], exp_avgs[i], exp_avg_sqs[i] = flat
         beta1, beta2 = group["betas"]
         step.add_(1)
         torch._fused_adamw_(
             params,
             grads,
-            [s["exp_avg"] for s in state],
-            [s["exp_avg_sq"] for s in state],
+            exp_avgs,
+            exp_avg_sqs,
             [],
             [step] * len(params),
             lr=group["lr"],
@@ -117,3 +141,30 @@ class SharedStepAdamW(torch.optim.AdamW):
             amsgrad=False,
             maximize=False,
         )
+
+
+def same_layout(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Same shape and the same strides wherever a dimension has more than one element (the others never move)."""
+    return a.shape == b.shape and all(
+        n == 1 or sa == sb for n, sa, sb in zip(a.shape, a.stride(), b.stride(), strict=True)
+    )
+
+
+def like(param: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """``values`` copied into a tensor with ``param``'s strides."""
+    return torch.empty_like(param, memory_format=torch.preserve_format).copy_(values)
+
+
+def memory_order_views(*tensors: torch.Tensor) -> list[torch.Tensor] | None:
+    """Each tensor as a 1-D view of its elements in memory order, or None unless all share one dense layout.
+
+    Same strides are required of all: an elementwise kernel over the flat views then pairs the same elements as it
+    would over the tensors themselves."""
+    first = tensors[0]
+    if any(not same_layout(t, first) for t in tensors[1:]):
+        return None
+    order = sorted(range(first.dim()), key=first.stride, reverse=True)
+    permuted = [t.permute(order) for t in tensors]
+    if not permuted[0].is_contiguous():
+        return None  # overlapping or with gaps: no flat view holds exactly its elements
+    return [t.view(-1) for t in permuted]

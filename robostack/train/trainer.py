@@ -35,6 +35,7 @@ from robostack.policies.checkpoint import build_policy, save_policy
 from robostack.policies.loading import LAST
 from robostack.policies.unet1d import store_conv_weights_channels_last
 from robostack.train.adamw import SharedStepAdamW
+from robostack.train.compiled import compile_for_training
 from robostack.train.config import TrainConfig
 from robostack.utils.generators import drain, pause_point
 from robostack.utils.provenance import provenance
@@ -227,7 +228,7 @@ def iter_train(
     if world > 1:
         model = torch.nn.parallel.DistributedDataParallel(model)
     if cfg.compile:
-        model = torch.compile(model)
+        model = compile_for_training(model)
 
     writer = None
     fingerprint = data_fingerprint(store, [e.index for e in buf.episodes])
