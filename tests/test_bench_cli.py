@@ -25,7 +25,8 @@ runs:
     policy: lerobot_diffusion
     like: diffusion_push
     side_by_side: push-diffusion
-    overrides: {steps: 20, policy.unet.down_dims: "[16,32,64]", policy.unet.step_embed_dim: 32, optim.batch_size: 16}
+    overrides: {steps: 20, log_every: 10, policy.unet.down_dims: "[16,32,64]", policy.unet.step_embed_dim: 32,
+                optim.batch_size: 16}
     eval: {task: push, episodes: 2}
 """
 
@@ -48,6 +49,10 @@ def test_bench_runs_a_suite_with_lerobot_side_by_side(tmp_path):
     assert "push-lerobot" in report and "push-diffusion vs push-lerobot: trains" in report
     assert "trained side by side in one process" in report
     assert results["push-diffusion"]["train_seconds"] > 0
+    # LeRobot's pace is logged like a robostack run's (step, train_s), for a step-by-step comparison
+    paced = [json.loads(x) for x in (out / "runs" / "push-lerobot" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in paced] == [10, 20]
+    assert 0 < paced[0]["train_s"] < paced[1]["train_s"] <= results["push-lerobot"]["train_seconds"]
     # re-running finds the trained checkpoint and reports the training time recorded in the run's metrics
     again = run_cli("bench", "--suite", suite, "--out", out, "--only", "push-diffusion", check=True)
     assert "train diffusion" in again.stdout

@@ -3,6 +3,7 @@ steps and evaluation seeds, so success, training throughput and chunk latency co
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Generator
 from pathlib import Path
@@ -80,10 +81,16 @@ def eval_lerobot(
     ev: dict[str, Any],
     model: LeRobotDiffusion,
     train_s: float,
+    timeline: list[tuple[int, float]] | None = None,
 ) -> RunResult:
-    """Save the trained LeRobot model in the run folder, evaluate it like a robostack run and return its row."""
+    """Save the trained LeRobot model in the run folder (with ``timeline`` as metrics.jsonl: the ``step`` and
+    ``train_s`` records a robostack run logs, to compare their pace step by step), evaluate it like a robostack run
+    and return its row."""
     folder.mkdir(parents=True, exist_ok=True)
     torch.save(model.policy.state_dict(), folder / "lerobot_diffusion.pt")
+    if timeline:
+        lines = (json.dumps({"step": step, "train_s": seconds}) + "\n" for step, seconds in timeline)
+        (folder / "metrics.jsonl").write_text("".join(lines))
     model.eval()
     if ev.get("n_action_steps"):
         model.config.n_action_steps = int(ev["n_action_steps"])  # LeRobot sizes its action queue on reset()

@@ -196,9 +196,10 @@ def start_run(run: dict[str, Any], out_dir: Path, eval_workers: int) -> PendingR
 
         cfg = train_config(run.get("like", "diffusion_push"), data, overrides)
         print(f"\n== {name}: train LeRobot DiffusionPolicy for {cfg.steps} steps on {run['dataset']}")
+        timeline: list[tuple[int, float]] = []
         return PendingRun(
-            iter_train_lerobot(cfg, data),
-            lambda trained: eval_lerobot(run, cfg, folder, ev, *trained),
+            iter_train_lerobot(cfg, data, timeline=timeline),
+            lambda trained: eval_lerobot(run, cfg, folder, ev, *trained, timeline=timeline),
         )
     cfg = train_config(run["policy"], data, overrides)
     print(f"\n== {name}: train {cfg.policy['type']} for {cfg.steps} steps on {run['dataset']}")
