@@ -50,7 +50,9 @@ def test_bench_runs_a_suite_with_lerobot_side_by_side(tmp_path):
     assert "trained side by side in one process" in report
     assert results["push-diffusion"]["train_seconds"] > 0
     # LeRobot's pace is logged like a robostack run's (step, train_s), for a step-by-step comparison
-    paced = [json.loads(x) for x in (out / "runs" / "push-lerobot" / "metrics.jsonl").read_text().splitlines()]
+    paced = [
+        json.loads(x) for x in (out / "runs" / "push-lerobot" / "metrics.jsonl").read_text().splitlines()
+    ]
     assert [r["step"] for r in paced] == [10, 20]
     assert 0 < paced[0]["train_s"] < paced[1]["train_s"] <= results["push-lerobot"]["train_seconds"]
     # re-running finds the trained checkpoint and reports the training time recorded in the run's metrics

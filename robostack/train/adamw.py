@@ -10,9 +10,9 @@ checkpoints load in either optimiser.
 
 Parameters stored in a permuted layout (the channels-last convolution weights of a compiled CPU run) reach the
 kernel as 1-D views of their memory: the CPU kernel walks every tensor as one flat array anyway, but first makes a
-contiguous copy of each such gradient that it never reads (~1 ms of strided copies per compiled push step at 2
-threads, most of it the seven 128-channel weights). The flat views hold the same elements in the same order, so the
-update is unchanged bit for bit. For the same reason a gradient or a loaded optimiser state whose strides differ
+contiguous copy of each such gradient that it never reads (a copy per convolution weight per step; within the noise
+of a step-time A/B, but pointless). The flat views hold the same elements in the same order, so the update is
+unchanged bit for bit. For the same reason a gradient or a loaded optimiser state whose strides differ
 from its parameter's is first copied into the parameter's layout: torch's CPU kernel pairs such tensors' elements
 by memory position, a silently wrong update (torch 2.14.1: a contiguous gradient on a channels-last parameter).
 """

@@ -21,6 +21,6 @@ TRAIN_COMPILE_OPTIONS: dict[str, Any] = {"size_asserts": False}
 M = TypeVar("M")
 
 
-def compile_for_training(fn: M, **extra_options: Any) -> M:
-    """``torch.compile`` with :data:`TRAIN_COMPILE_OPTIONS` (plus ``extra_options``, for tests)."""
-    return torch.compile(fn, options={**TRAIN_COMPILE_OPTIONS, **extra_options})  # type: ignore[return-value]
+def compile_for_training(fn: M) -> M:
+    """``torch.compile`` with :data:`TRAIN_COMPILE_OPTIONS`."""
+    return torch.compile(fn, options=dict(TRAIN_COMPILE_OPTIONS))  # type: ignore[return-value]
