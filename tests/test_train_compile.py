@@ -19,10 +19,9 @@ class Level(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.block = ConditionalResidualBlock1D(4, 16, cond_dim=12, kernel=5, groups=8, film_scale=True)
-        self.down, self.up = (
-            nn.Conv1d(16, 16, 3, 2, 1),
-            nn.ConvTranspose1d(16, 16, 4, 2, 1),
-        )  # as in the U-Net
+        # the U-Net's down and up sampling layers
+        self.down = nn.Conv1d(16, 16, 3, 2, 1)
+        self.up = nn.ConvTranspose1d(16, 16, 4, 2, 1)
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         return self.up(self.down(self.block(x, cond)))

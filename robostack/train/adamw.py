@@ -63,7 +63,8 @@ class SharedStepAdamW(torch.optim.AdamW):
         return super().step(closure)
 
     def _plan(self, group: dict[str, Any]) -> tuple[list[torch.Tensor], torch.Tensor] | None:
-        """The group's gradients and its shared step counter, or None where the counter cannot be shared."""
+        """The group's gradients (a new list, which ``_fused_step`` may edit) and its shared step counter, or None
+        where the counter cannot be shared."""
         params = group["params"]
         grads = [p.grad for p in params]
         if any(g is None for g in grads) or group["amsgrad"] or group["maximize"] or group["differentiable"]:
@@ -113,7 +114,6 @@ class SharedStepAdamW(torch.optim.AdamW):
         state = [self.state[p] for p in params]
         exp_avgs = [s["exp_avg"] for s in state]
         exp_avg_sqs = [s["exp_avg_sq"] for s in state]
-        grads = list(grads)
         for i, p in enumerate(params):
             if p.is_contiguous() and grads[i].is_contiguous():
                 continue
