@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 
 def add(sub: argparse._SubParsersAction) -> None:
@@ -54,18 +53,24 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     findings = validate_store(args.path, read_chunks=not args.quick)
     errors = [f for f in findings if f.severity == "error"]
-    if args.repair and Path(args.path, "zarr.json").exists():
-        try:
-            for line in repair_store(args.path):
-                print(f"repaired: {line}")
-        except Exception as exc:  # a store too broken to open is reported by the errors below
-            print(f"repair skipped: {exc}")
-        findings = validate_store(args.path, read_chunks=not args.quick)
-        errors = [f for f in findings if f.severity == "error"]
     for f in findings:
         print(f"{args.path}: {f.severity}: {f.message}")
     if errors:
+        if args.repair:
+            print(
+                f"{args.path}: repair not attempted: --repair drops only an uncommitted tail past a verified "
+                "commit record and fixes none of the errors above; nothing was changed"
+            )
         return 1
+    if args.repair:
+        for line in repair_store(args.path):
+            print(f"repaired: {line}")
+        findings = validate_store(args.path, read_chunks=not args.quick)
+        errors = [f for f in findings if f.severity == "error"]
+        if errors:  # cannot happen after a sound validation, unless another process damaged it meanwhile
+            for f in errors:
+                print(f"{args.path}: {f.severity}: {f.message}")
+            return 1
     print(f"{args.path}: ok")
     return 0
 

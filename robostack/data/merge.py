@@ -8,7 +8,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from robostack.data.schema import StoreInfo
-from robostack.data.store import EpisodeStore, EpisodeWriter
+from robostack.data.store import EpisodeStore, EpisodeWriter, refuse_if_commit_record_damaged
 from robostack.errors import StoreError
 from robostack.utils.provenance import provenance
 
@@ -22,6 +22,8 @@ def merge_stores(
     out = Path(out)
     if (out / "zarr.json").exists():
         raise StoreError(f"{out}: already exists; merge writes a new store")
+    for p in inputs:
+        refuse_if_commit_record_damaged(Path(p), "merge it")
     stores = [EpisodeStore(p) for p in inputs]
     first = stores[0]
     for s in stores[1:]:

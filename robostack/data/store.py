@@ -96,6 +96,69 @@ def data_keys(group: zarr.Group) -> list[str]:
     return out
 
 
+def commit_record_problems(group: zarr.Group, ends: np.ndarray, keys: list[str]) -> list[str]:
+    """What is wrong with ``meta/episode_ends`` against the arrays it indexes and the episode table; [] if sound.
+
+    Every writer (append, repair, merge) runs this before it touches a file: a damaged commit record would
+    otherwise make it truncate committed rows (an end too small) or count unwritten rows as committed (too large).
+    The episode table's ``length`` column is an independent copy of each episode's length, written with the
+    same commit, so it catches an end that is wrong but still inside the arrays.
+    """
+    if ends.ndim != 1:
+        return [f"meta/episode_ends must be 1-D, has shape {ends.shape}"]
+    if not np.issubdtype(ends.dtype, np.integer):
+        return [f"meta/episode_ends has dtype {ends.dtype}, expected int64"]
+    if ends.size == 0:
+        return []
+    ends = ends.astype(np.int64)
+    if np.any(ends < 0):
+        i = int(np.argmax(ends < 0))
+        return [f"meta/episode_ends[{i}] = {int(ends[i])} is negative"]
+    lengths = np.diff(np.concatenate([[0], ends]))
+    if np.any(lengths <= 0):
+        i = int(np.argmax(lengths <= 0))
+        return [f"meta/episode_ends is not strictly increasing (at episode {i})"]
+    out = []
+    n = int(ends[-1])
+    for key in keys:
+        try:
+            rows = group["data/" + key].shape[0]
+        except KeyError:
+            continue  # a missing array is its own finding
+        if rows < n:
+            out.append(f"data/{key}: {rows} rows, but the commit record's last end is {n}")
+    if "meta/episodes" in group:
+        table = group["meta/episodes"]
+        col = EPISODE_COLUMNS.index("length")
+        if table.ndim != 2 or table.shape[0] < ends.size or table.shape[1] <= col:
+            out.append(f"meta/episodes has shape {table.shape} for {ends.size} episodes")
+        else:
+            recorded = _read(table, (slice(0, ends.size), col), "meta/episodes").astype(np.int64)
+            bad = np.flatnonzero(recorded != lengths)
+            if bad.size:
+                i = int(bad[0])
+                out.append(
+                    f"meta/episode_ends disagrees with the episode table at episode {i} "
+                    f"(end {int(ends[i])} gives length {int(lengths[i])}, the table records {int(recorded[i])})"
+                )
+    return out
+
+
+def refuse_if_commit_record_damaged(path: Path, action: str) -> None:
+    """Raise one StoreError line when the commit record is unsound; reads only (no lock, no write)."""
+    group = _open_group(path, write=False)
+    ends_arr = _require_array(group, "meta/episode_ends", path)
+    ends = _read(ends_arr, slice(None), "meta/episode_ends")
+    keys = data_keys(group)
+    problems = commit_record_problems(group, ends, keys)
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise StoreError(
+            f"{path}: refusing to {action}: {problems[0]}{more}; nothing was changed "
+            "('robostack data validate' lists every problem)"
+        )
+
+
 @dataclass
 class EpisodeMeta:
     """Per-episode metadata as stored in ``meta/episode_*``."""
@@ -232,9 +295,13 @@ class EpisodeWriter:
     def __init__(self, path: Path, *, fsync: bool = False) -> None:
         self.path = Path(path)
         self.fsync = fsync
+        # Checked before the lock too, so a refused open leaves every byte of the store (lock file included)
+        # as it was; checked again under the lock, where no other writer can change it meanwhile.
+        refuse_if_commit_record_damaged(self.path, "append")
         self._lock = WriterLock(self.path)
         self._lock.acquire()
         try:
+            refuse_if_commit_record_damaged(self.path, "append")
             self.group = _open_group(self.path, write=True, fsync=fsync)
             attrs = dict(self.group.attrs)
             if attrs.get("format") != FORMAT_NAME:

@@ -11,7 +11,12 @@ import zarr
 
 from robostack.data.fs import WriterLock, list_partial_files
 from robostack.data.schema import EPISODE_COLUMNS
-from robostack.data.store import EpisodeStore, data_keys
+from robostack.data.store import (
+    EpisodeStore,
+    commit_record_problems,
+    data_keys,
+    refuse_if_commit_record_damaged,
+)
 from robostack.errors import StoreError
 
 
@@ -45,13 +50,11 @@ def validate_store(path: str | os.PathLike[str], *, read_chunks: bool = True) ->
         store = EpisodeStore(path)
     except StoreError as exc:
         return [Finding("error", str(exc))]
+    record = commit_record_problems(store.group, store.episode_ends, data_keys(store.group))
+    out += [Finding("error", m) for m in record]
     ends = store.episode_ends
-    if not np.issubdtype(ends.dtype, np.integer):
-        out.append(Finding("error", f"meta/episode_ends has dtype {ends.dtype}, expected int64"))
-    if ends.size and (ends[0] <= 0 or np.any(np.diff(ends) <= 0)):
-        bad = int(np.argmax(np.diff(np.concatenate([[0], ends])) <= 0))
-        out.append(Finding("error", f"meta/episode_ends is not strictly increasing (at episode {bad})"))
-        return out
+    if ends.size and (ends.ndim != 1 or np.any(np.diff(np.concatenate([[0], ends])) <= 0)):
+        return out  # every other check measures against the episode ends; against these they would mislead
     n_steps = store.n_steps
     present = data_keys(store.group)
     if not present:
@@ -83,10 +86,7 @@ def validate_store(path: str | os.PathLike[str], *, read_chunks: bool = True) ->
     for key in present:
         arr = store.group["data/" + key]
         if arr.shape[0] < n_steps:
-            out.append(
-                Finding("error", f"data/{key}: {arr.shape[0]} rows, committed episodes need {n_steps}")
-            )
-            continue
+            continue  # reported with the commit record
         tail = max(tail, arr.shape[0] - n_steps)
         if store.is_robostack:
             missing = _chunk_files_present(arr, path / "data" / key, n_steps)
@@ -123,11 +123,25 @@ def validate_store(path: str | os.PathLike[str], *, read_chunks: bool = True) ->
 
 
 def repair_store(path: str | os.PathLike[str]) -> list[str]:
-    """Drop the uncommitted tail and leftover temporary files; touch nothing committed. Returns what it did."""
+    """Drop the uncommitted tail and leftover temporary files; touch nothing committed. Returns what it did.
+
+    Only a store whose commit record checks out against its arrays and its episode table is repaired: the
+    tail is defined by that record, so trusting a damaged one would cut committed rows or keep garbage.
+    Any other error is refused too (raises StoreError, nothing changed): --repair fixes what an interrupted
+    writer leaves, and nothing else.
+    """
     path = Path(path)
-    store = EpisodeStore(path)  # raises a clear StoreError on a store that cannot be opened
+    errors = [f.message for f in validate_store(path) if f.severity == "error"]
+    if errors:
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise StoreError(
+            f"{path}: refusing to repair: {errors[0]}{more}; --repair only drops an uncommitted tail past a "
+            "verified commit record, so nothing was changed"
+        )
     done: list[str] = []
     with WriterLock(path):
+        refuse_if_commit_record_damaged(path, "repair")  # again, now that no writer can change it
+        store = EpisodeStore(path)
         group = zarr.open_group(store=zarr.storage.LocalStore(path), mode="r+")
         n, e = store.n_steps, store.n_episodes
         for key in data_keys(group):
