@@ -3,6 +3,7 @@ publishes observations at the control rate and records what comes back. Imported
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -82,26 +83,43 @@ class Harness:
         self.estop = self.node.create_publisher(Bool, "/policy_node/estop", 10)
         self.reset = self.node.create_client(Trigger, "/policy_node/reset")
         self.cmds: list[tuple[float, list[float]]] = []
+        self.cmd_ros_times: list[float] = []  # the same arrivals on the ROS clock, to compare with stamps
+        self.decisions: list[tuple[float, dict]] = []
         self.status: list[str] = []
         self.node.create_subscription(Float64MultiArray, "/t/commands", self._on_cmd, 10)
         self.node.create_subscription(String, "/policy_node/status", lambda m: self.status.append(m.data), 10)
+        self.node.create_subscription(
+            String,
+            "/policy_node/decision",
+            lambda m: self.decisions.append((self.now(), json.loads(m.data))),
+            10,
+        )
         self.send = {"state": True, "object": True}
+        self.fixed_stamp = None  # a JointState stamp to republish (a driver resending an old reading)
+        self.sent: dict[str, float] = {}  # when each topic was last published (time.monotonic)
         self.node.create_timer(1.0 / RATE, self._publish)
         self.exec = rclpy.executors.SingleThreadedExecutor()
         self.exec.add_node(self.node)
 
+    def now(self) -> float:
+        """ROS time in seconds: the clock header stamps (and the policy node) use."""
+        return self.node.get_clock().now().nanoseconds * 1e-9
+
     def _on_cmd(self, msg):
         self.cmds.append((time.monotonic(), list(msg.data)))
+        self.cmd_ros_times.append(self.now())
 
     def _publish(self):
         if self.send["state"]:
             # joints deliberately listed in another order than the topic map: mapping is by name
             x, y = self.joint_names
-            self.js.publish(
-                JointState(name=["other", y, x], position=[9.0, 0.2, 0.1], velocity=[9.0, 0.0, 0.0])
-            )
+            msg = JointState(name=["other", y, x], position=[9.0, 0.2, 0.1], velocity=[9.0, 0.0, 0.0])
+            msg.header.stamp = self.fixed_stamp or self.node.get_clock().now().to_msg()
+            self.js.publish(msg)
+            self.sent["state"] = time.monotonic()
         if self.send["object"]:
             self.obj.publish(Float32MultiArray(data=[0.3, 0.1, 1.0, 0.0, 0.5, 0.5]))
+            self.sent["object"] = time.monotonic()
 
     def spin(self, seconds):
         end = time.monotonic() + seconds

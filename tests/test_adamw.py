@@ -75,6 +75,17 @@ def test_checkpoints_load_both_ways_and_counters_are_saved_per_parameter():
     assert len({id(s["step"]) for s in back.state.values()}) == 1
 
 
+def test_state_dict_leaves_the_live_counter_shared():
+    """Saving a checkpoint must not detach the live state from the shared counter: before the fix, every later
+    checkpoint of a run saved the step of its first one, and a resumed run used the wrong bias correction."""
+    params = make_params()
+    opt = run(SharedStepAdamW, params, range(3))
+    assert float(opt.state_dict()["state"][0]["step"]) == 3.0
+    run(None, params, range(3, 7), opt=opt)
+    assert {float(s["step"]) for s in opt.state_dict()["state"].values()} == {7.0}
+    assert len({id(s["step"]) for s in opt.state.values()}) == 1
+
+
 def test_a_parameter_without_gradient_falls_back_to_torch_counters():
     ours, theirs = make_params(), make_params()
     opt = run(SharedStepAdamW, ours, range(8), skip_at=3)

@@ -80,7 +80,6 @@ def test_robomimic_round_trip_keeps_every_array(tmp_path):
 
 
 def test_sim_store_exports_to_robomimic_that_robomimic_reads(tmp_path, push_store):
-    pytest.importorskip("robomimic")
     import robomimic.utils.obs_utils as ObsUtils
     from robomimic.utils.dataset import SequenceDataset
     from robomimic.utils.file_utils import get_env_metadata_from_dataset

@@ -103,7 +103,7 @@ def test_steps_override_and_fp16(tmp_path):
         )
     assert np.abs(got - ref.numpy()).max() <= 1e-5
     assert report.fp16_path and read_model_meta(report.fp16_path).precision == "fp16"
-    assert report.fp16_max_abs is None or report.fp16_max_abs < 0.05  # reported, small
+    assert report.fp16_max_abs is not None and report.fp16_max_abs < 0.05, report.notes  # measured, small
     assert (tmp_path / "m.export.yaml").is_file() and (tmp_path / "m.policy" / "model.safetensors").is_file()
 
 

@@ -262,7 +262,6 @@ def test_imitated_mean_by_hand():
 @pytest.mark.parametrize("family", ["gaussian", "diffusion", "flow", "lerobot"])
 def test_flagged_steps_are_left_out_of_every_familys_loss(family):
     if family == "lerobot":
-        pytest.importorskip("lerobot")
         from robostack.compare.lerobot_diffusion import LeRobotDiffusion
 
         p = LeRobotDiffusion(SPEC, STATS, {"n_obs_steps": 2, **TINY_UNET})

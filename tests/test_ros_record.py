@@ -1,23 +1,24 @@
-"""record.launch.xml (policy + teleop mux + recorder) with real rclpy: takeover switching, both actions recorded,
-and a recorder killed with SIGKILL mid-episode leaves every committed episode intact."""
+"""record.launch.xml (policy + teleop mux + recorder) with real rclpy: takeover switching, both actions recorded
+(the recorded policy action is exactly what the policy published), the e-stop gating the human's commands during
+a takeover, a recorder killed with SIGKILL mid-episode leaving every committed episode intact; and robot.launch.xml
+driving the simulated robot while the recorder stores exactly aligned (observation, action) pairs."""
 
 from __future__ import annotations
 
 import signal
+import time
 
 import numpy as np
 import pytest
+import rclpy
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Bool, Float64MultiArray, Header
+from std_srvs.srv import SetBool, Trigger
+
+from robostack.data import EpisodeStore
 
 from conftest import run_cli
-
-rclpy = pytest.importorskip("rclpy")
-
-from std_msgs.msg import Bool, Float64MultiArray  # noqa: E402
-from std_srvs.srv import SetBool, Trigger  # noqa: E402
-
-from robostack.data import EpisodeStore  # noqa: E402
-
-from ros_harness import RATE, Harness, _stop, make_models  # noqa: E402
+from ros_harness import RATE, Harness, _stop, make_models
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +42,13 @@ def _call(ros, client, request, timeout=10):
     fut = client.call_async(request)
     assert ros.wait_for(fut.done, timeout)
     return fut.result()
+
+
+def _contiguous_in(rows, published) -> bool:
+    """``rows`` appear in ``published`` one after the other, none missing, none repeated: one row per command."""
+    sent = np.asarray(published, np.float32)
+    rows = np.asarray(rows, np.float32)
+    return any((sent[k : k + len(rows)] == rows).all() for k in range(len(sent) - len(rows) + 1))
 
 
 def _start_episode(ros, client, attempts: int = 30):
@@ -79,6 +87,10 @@ def test_takeover_recording_and_sigkill(ros, model, tmp_path):
         10,
     )
     ros.node.create_subscription(Bool, "/teleop_mux_node/is_intervention", lambda m: flags.append(m.data), 10)
+    published: list[list[float]] = []  # what the policy node itself sent, before the mux
+    ros.node.create_subscription(
+        Float64MultiArray, "/policy/commands", lambda m: published.append(list(m.data)), 50
+    )
     start_srv = ros.node.create_client(Trigger, "/recorder_node/start")
     stop_srv = ros.node.create_client(SetBool, "/recorder_node/stop")
     procs = start(nodes)
@@ -111,6 +123,9 @@ def test_takeover_recording_and_sigkill(ros, model, tmp_path):
     np.testing.assert_allclose(ep["action"][flag][2:], [[0.5, -0.5]] * (flag.sum() - 2), atol=1e-6)
     assert np.abs(ep["human_action"][~flag]).max() == 0.0
     assert np.abs(ep["policy_action"]).max() > 0.0 and len(ep["timestamp"]) == len(flag)
+    # every recorded policy action is a command the policy published, in the order it published them
+    assert _contiguous_in(ep["policy_action"], published), "recorded policy actions differ from what it sent"
+    np.testing.assert_array_equal(ep["action"][~flag], ep["policy_action"][~flag])
     assert s.episodes()[0].success
     proc = run_cli("data", "validate", store)
     assert proc.returncode == 0 and "ok" in proc.stdout, proc.stdout + proc.stderr
@@ -125,3 +140,119 @@ def test_takeover_recording_and_sigkill(ros, model, tmp_path):
     finally:
         [_stop(p) for p in procs]
     assert EpisodeStore(store).n_episodes == 2
+
+
+def test_estop_stops_the_human_during_a_takeover(ros, model, tmp_path):
+    """The mux is the last node before the controller: a latched e-stop holds (zeros) every path through it."""
+    from launch_reader import PKG_SHARE, read_launch, start
+
+    nodes = read_launch(
+        PKG_SHARE["robostack_ros"] / "launch" / "record.launch.xml", {"store": str(tmp_path / "x")}
+    )
+    mux = [n for n in nodes if n.name == "teleop_mux_node"]
+    human = ros.node.create_publisher(Float64MultiArray, "/teleop/commands", 10)
+    takeover = ros.node.create_publisher(Bool, "/teleop/takeover", 10)
+    estop = ros.node.create_publisher(Bool, "/estop", 10)
+    out: list[tuple[float, list[float]]] = []
+    ros.node.create_subscription(
+        Float64MultiArray,
+        "/forward_velocity_controller/commands",
+        lambda m: out.append((time.monotonic(), list(m.data))),
+        50,
+    )
+    ros.send.update(state=False, object=False)
+    reset = ros.node.create_client(Trigger, "/teleop_mux_node/reset")
+    procs = start(mux)
+
+    def drive(seconds):
+        for _ in range(int(seconds * RATE)):
+            human.publish(Float64MultiArray(data=[0.5, -0.5]))
+            ros.spin(1.0 / RATE)
+
+    try:
+        assert reset.wait_for_service(timeout_sec=30)
+        assert ros.wait_for(lambda: ros.node.count_subscribers("/teleop/takeover") >= 1, 10)
+        takeover.publish(Bool(data=True))
+        ros.spin(0.2)
+        drive(1.0)
+        assert [0.5, -0.5] in [c for _, c in out], "the human's commands never reached the controller"
+        estop.publish(Bool(data=True))
+        t_estop = time.monotonic()
+        drive(1.0)  # the human keeps pushing the stick
+        after = [(t, c) for t, c in out if t > t_estop]
+        first_zero = next((t for t, c in after if c == [0.0, 0.0]), None)
+        assert first_zero is not None and first_zero - t_estop <= 1.0 / RATE, "no hold within one period"
+        assert all(c == [0.0, 0.0] for t, c in after if t >= first_zero), "a human command passed the e-stop"
+        assert len([1 for t, _ in after if t >= first_zero]) >= RATE // 2, "the hold repeats every period"
+        estop.publish(Bool(data=False))
+        drive(0.3)
+        assert all(c == [0.0, 0.0] for t, c in out if t >= first_zero), "the e-stop is latched"
+        fut = reset.call_async(Trigger.Request())
+        assert ros.wait_for(fut.done, 5) and fut.result().success
+        n = len(out)
+        drive(0.5)
+        assert [0.5, -0.5] in [c for _, c in out[n:]], "forwarding resumes after ~/reset"
+    finally:
+        logs = [_stop(p) for p in procs]
+    assert "E-STOP engaged" in logs[0], logs[0]
+
+
+def test_robot_launch_drives_the_sim_robot_and_recording_is_aligned(ros, model, tmp_path):
+    """robot.launch.xml (the policy node as on a robot) against the simulated robot, with the recorder: every
+    recorded row holds the joint state of exactly the step (named by the robot's stamp) its action was computed
+    from, and the action the policy published for it."""
+    from launch_reader import PKG_SHARE, read_launch, start
+
+    share = PKG_SHARE["robostack_ros"]
+    policy = read_launch(share / "launch" / "robot.launch.xml", {"model": str(model / "push_like.onnx")})
+    assert [n.name for n in policy] == ["policy_node"]
+    record = [n for n in read_launch(share / "launch" / "record.launch.xml", {"store": str(tmp_path / "a.zarr")})
+              if n.name == "recorder_node"]  # fmt: skip
+    sim = [
+        n
+        for n in read_launch(share / "launch" / "sim.launch.xml", {"model": "unused"})
+        if n.name == "sim_robot_node"
+    ]
+    ros.send.update(state=False, object=False)  # the sim robot publishes the observations
+    steps: dict[float, str] = {}
+    joints: dict[float, list[float]] = {}
+
+    def stamp(h):
+        return h.stamp.sec + h.stamp.nanosec * 1e-9
+
+    ros.node.create_subscription(
+        Header, "/sim_robot_node/step", lambda m: steps.__setitem__(stamp(m), m.frame_id), 100
+    )
+    ros.node.create_subscription(
+        JointState, "/robot/joint_states",
+        lambda m: joints.__setitem__(stamp(m.header), [*m.position, *m.velocity]), 100,
+    )  # fmt: skip
+    published: list[list[float]] = []
+    ros.node.create_subscription(
+        Float64MultiArray,
+        "/forward_velocity_controller/commands",
+        lambda m: published.append(list(m.data)),
+        100,
+    )
+    start_srv = ros.node.create_client(Trigger, "/recorder_node/start")
+    stop_srv = ros.node.create_client(SetBool, "/recorder_node/stop")
+    procs = start(sim + policy + record)
+    try:
+        assert ros.wait_for(lambda: len(published) >= 10, 90), "robot.launch.xml's policy never commanded"
+        res = _start_episode(ros, start_srv)
+        assert "one step per decision" in res.message, res.message
+        ros.spin(2.0)
+        assert _call(ros, stop_srv, SetBool.Request(data=False)).success
+    finally:
+        logs = [_stop(p) for p in procs]
+    ep = EpisodeStore(tmp_path / "a.zarr").read_episode(0)
+    n = len(ep["timestamp"])
+    assert n >= 20, (n, logs[2])
+    named = [steps.get(float(t)) for t in ep["timestamp"]]
+    assert all(named), "every row's stamp is one the robot published"
+    order = [int(x.split(":")[1]) + 100_000 * int(x.split(":")[0]) for x in named]
+    assert order == sorted(order), "rows follow the robot's steps"
+    for t, state in zip(ep["timestamp"], ep["obs/state"], strict=True):
+        np.testing.assert_array_equal(state, np.asarray(joints[float(t)], np.float32))
+    assert _contiguous_in(ep["action"], published), "recorded actions differ from what the policy sent"
+    np.testing.assert_array_equal(ep["action"], ep["policy_action"])

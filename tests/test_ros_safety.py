@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from robostack.errors import RobostackError
-from robostack.ros.safety import ActionGuard, EStopLatch, OnceLogger, StaleWatchdog
+from robostack.ros.safety import ActionGuard, EStopLatch, HoldCommand, OnceLogger, StaleWatchdog, resolve_hold
 from robostack.ros.topic_map import TopicMap
 
 
@@ -16,6 +16,36 @@ def test_watchdog_needs_every_stream_fresh():
     w.feed("a", 1.0)
     w.feed("b", 1.1)
     assert w.stale(1.2) == [] and w.stale(1.26) == ["a"] and w.stale(1.4) == ["a", "b"]
+
+
+def test_watchdog_ages_stamped_data_by_its_stamp_within_the_clock_skew():
+    w = StaleWatchdog(["js", "arr"], max_age_s=0.25, clock_skew_s=0.05)
+    w.feed("js", 10.0, stamped=True)  # data taken at 10.0
+    w.feed("arr", 10.2)  # arrival time: no skew allowance
+    assert w.stale(10.29) == [] and w.stale(10.31) == ["js"]  # 0.25 + 0.05 skew for the stamped stream
+    assert w.stale(10.46) == ["js", "arr"]
+    w.feed("js", 10.5, stamped=True)  # stamped slightly in the future: within the skew, fresh
+    assert "js" not in w.stale(10.46)
+    w.feed("js", 11.0, stamped=True)  # far in the future: its age cannot be known
+    assert "js" in w.stale(10.46)
+
+
+def test_hold_per_command_interface():
+    assert resolve_hold("auto", "velocity") == "zero" and resolve_hold("auto", "effort") == "zero"
+    assert resolve_hold("auto", "position") == "last_position"
+    assert resolve_hold("silent", "velocity") == "silent"
+    for hold, interface in (("zero", "position"), ("last_position", "velocity"), ("bogus", "velocity")):
+        with pytest.raises(ValueError):
+            resolve_hold(hold, interface)
+    with pytest.raises(ValueError):
+        resolve_hold("auto", "torque")
+    z = HoldCommand("zero", 2)
+    assert z.command().tolist() == [0.0, 0.0]
+    p = HoldCommand("last_position", 2)
+    assert p.command() is None  # nothing commanded yet: nothing to hold
+    p.commanded(np.array([0.3, -0.1]))
+    assert p.command().tolist() == [0.3, -0.1]
+    assert HoldCommand("silent", 2).command() is None
 
 
 def test_guard_refuses_nan_clips_and_limits_rate():
@@ -56,7 +86,6 @@ def test_topic_map_errors(doc, msg):
 
 
 def test_messages_to_arrays():
-    pytest.importorskip("rclpy")
     from geometry_msgs.msg import PoseStamped
     from sensor_msgs.msg import Image, JointState
 

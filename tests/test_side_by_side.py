@@ -63,18 +63,35 @@ def test_side_by_side_learns_what_each_learns_alone(tmp_path, push_store):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_time_suspended_between_steps_is_not_training_time(tmp_path, push_store):
-    slept = 0.0
+class SuspensionClock:
+    """``time.perf_counter`` plus an hour for every suspension: a suspension far longer than any training could
+    take on any machine, so the check below cannot be broken by a slow or busy machine."""
+
+    HOUR = 3600.0
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+        self.real = time.perf_counter
+
+    def __call__(self) -> float:
+        return self.real() + self.offset
+
+    def suspend(self) -> None:
+        self.offset += self.HOUR
+
+
+def test_time_suspended_between_steps_is_not_training_time(tmp_path, push_store, monkeypatch):
+    clock = SuspensionClock()
+    monkeypatch.setattr(time, "perf_counter", clock)  # the trainers and pause_point read time.perf_counter
     steps = iter_train(train_config("diffusion_push", push_store, TINY), tmp_path / "run", progress=False)
     for _ in steps:
-        time.sleep(0.4)
-        slept += 0.4
+        clock.suspend()
     train_s = read_metrics(tmp_path / "run" / "metrics.jsonl")[-1]["train_s"]
-    assert 0 < train_s < slept / 2, (train_s, slept)
+    assert 0 < train_s < clock.HOUR, train_s  # had the suspensions counted, it would be 12 hours or more
     lerobot = iter_train_lerobot(train_config("diffusion_push", push_store, TINY), push_store, progress=False)
     for _ in range(12):
         next(lerobot)
-        time.sleep(0.4)
+        clock.suspend()
     with pytest.raises(StopIteration) as stop:
         next(lerobot)
-    assert 0 < stop.value.value[1] < slept / 2
+    assert 0 < stop.value.value[1] < clock.HOUR

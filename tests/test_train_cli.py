@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from safetensors.torch import load_file
 
 from conftest import REPO, assert_one_line_error, run_cli, run_cli_here
@@ -83,6 +84,45 @@ def test_same_seed_same_weights_and_resume(tmp_path, push_store):
     assert (
         resumed[-1]["step"] == 30 and resumed[-1]["train_s"] > walls[-1] > 0
     )  # wall time carried across resume
+
+
+def test_resume_continues_exactly_as_an_uninterrupted_run(tmp_path, push_store):
+    """A run stopped after its step-20 checkpoint (later checkpoints gone, as after a kill) and resumed ends with
+    the very weights, EMA and optimiser state of the same run trained in one go."""
+    import shutil
+
+    args = ["train", "--policy", "diffusion", "--data", push_store, "--steps", "30", "--save_every=10",
+            "--eval.episodes=0", *TINY, *FAST]  # fmt: skip
+    run_cli(*args, "--out", tmp_path / "whole", check=True)
+    run_cli(*args, "--out", tmp_path / "cut", check=True)
+    cut = tmp_path / "cut" / "checkpoints"
+    shutil.rmtree(cut / "step_00000030")
+    (cut / "last").write_text("step_00000020")
+    run_cli("train", "--out", tmp_path / "cut", "--resume", check=True)
+    for name in ("model.safetensors",):
+        a = load_file(str(tmp_path / "whole/checkpoints/step_00000030" / name))
+        b = load_file(str(cut / "step_00000030" / name))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+    extra = sorted(p.name for p in (tmp_path / "whole/checkpoints/step_00000030").iterdir())
+    for name in extra:
+        if name.endswith(".safetensors"):
+            a = load_file(str(tmp_path / "whole/checkpoints/step_00000030" / name))
+            b = load_file(str(cut / "step_00000030" / name))
+            assert all(torch.equal(a[k], b[k]) for k in a), name
+        elif name.endswith(".pt"):
+            a = torch.load(tmp_path / "whole/checkpoints/step_00000030" / name, weights_only=False)
+            b = torch.load(cut / "step_00000030" / name, weights_only=False)
+            assert _same(a, b), name
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and torch.equal(a, b)
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a if k != "train_s")
+    if isinstance(a, list | tuple):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return a == b
 
 
 def test_compiled_training(tmp_path, push_store):

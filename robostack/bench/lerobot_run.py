@@ -19,6 +19,7 @@ from robostack.data.buffer import EpisodeFilter
 from robostack.data.sampler import SequenceSampler
 from robostack.data.store import EpisodeStore
 from robostack.eval.evaluate import evaluate_in_process
+from robostack.eval.seeds import first_seed
 from robostack.train.config import TrainConfig
 from robostack.train.trainer import _to_tensors, load_training_data, lr_lambda, make_spec
 from robostack.utils.generators import drain, pause_point
@@ -97,7 +98,11 @@ def eval_lerobot(
     if ev.get("num_steps"):
         model.policy.diffusion.num_inference_steps = int(ev["num_steps"])  # read by every conditional_sample
     result = evaluate_in_process(
-        model, "lerobot DiffusionPolicy", ev["task"], ev.get("episodes", 50), ev.get("seed", 100_000)
+        model,
+        "lerobot DiffusionPolicy",
+        ev["task"],
+        ev.get("episodes", 200),
+        first_seed(ev, ev.get("episodes", 200)),
     )
     print(result.table())
     samples_per_s = cfg.steps * cfg.optim.batch_size / train_s

@@ -18,6 +18,7 @@ from typing import Any
 
 from robostack.config import apply_overrides, from_dict, load_yaml
 from robostack.errors import RobostackError
+from robostack.eval.seeds import first_seed
 from robostack.policies.loading import LAST
 from robostack.sim.base import REPO_ROOT
 from robostack.train.config import TrainConfig
@@ -54,6 +55,8 @@ class RunResult:
     """Policy config the run trained (LeRobot runs: the config they mirror); rows of older reports lack it."""
     side_by_side: str = ""
     """The run it trained alternating with in one process (``run_side_by_side``); empty when it trained alone."""
+    seed_range: str = ""
+    """Evaluation seed range (``robostack.eval.seeds``); empty in rows written before ranges were recorded."""
 
     @classmethod
     def from_eval(
@@ -82,6 +85,7 @@ class RunResult:
             latency_p99_ms=result.latency_p99_ms,
             rms_jerk=result.rms_jerk,
             recipe=recipe_of(run),
+            seed_range=result.seed_range,
         )
 
 
@@ -224,9 +228,9 @@ def start_run(run: dict[str, Any], out_dir: Path, eval_workers: int) -> PendingR
         result = evaluate(
             folder,
             ev["task"],
-            ev.get("episodes", 50),
+            ev.get("episodes", 200),
             ev.get("workers", eval_workers),
-            ev.get("seed", 100_000),
+            first_seed(ev, ev.get("episodes", 200)),
             n_action_steps=ev.get("n_action_steps"),
             num_steps=ev.get("num_steps"),
         )
@@ -349,6 +353,8 @@ def lerobot_ratios(results: list[RunResult]) -> list[str]:
             == lr.recipe  # the same U-Net: a wider one is not the comparison LeRobot was trained for
             and r.steps == lr.steps  # a pair half-rerun with another step count compares nothing
         ]
+        if lr.side_by_side:  # several training seeds: each LeRobot run against the one it trained beside
+            ours = [r for r in ours if r.name == lr.side_by_side]
         for r in ours:
             if r.train_seconds > 0 and lr.train_seconds > 0:
                 together = r.side_by_side == lr.name and lr.side_by_side == r.name
@@ -361,6 +367,58 @@ def lerobot_ratios(results: list[RunResult]) -> list[str]:
     return lines
 
 
+def seed_pooled_comparison(results: list[RunResult]) -> list[str]:
+    """robostack against LeRobot over several training seeds of the same recipe: pooled success with its interval,
+    and "beats" only where the two intervals do not overlap."""
+    from robostack.eval.metrics import wilson_interval
+
+    def key(r: RunResult) -> tuple[str, str, str, int]:
+        return (r.dataset, r.task, r.recipe, r.steps)
+
+    lines = []
+    lerobot: dict[tuple[str, str, str, int], list[RunResult]] = {}
+    ours: dict[tuple[str, str, str, int], list[RunResult]] = {}
+    for r in results:
+        if r.policy == "lerobot-diffusion":
+            lerobot.setdefault(key(r), []).append(r)
+        elif r.policy == "diffusion":
+            ours.setdefault(key(r), []).append(r)
+    for k, theirs in lerobot.items():
+        mine = ours.get(k, [])
+        if len(mine) < 2 or len(theirs) < 2:
+            continue
+        parts = []
+        intervals = []
+        for label, group in (("robostack", mine), ("LeRobot", theirs)):
+            n = sum(r.episodes for r in group)
+            succ = round(sum(r.success_rate * r.episodes for r in group))
+            lo, hi = wilson_interval(succ, n)
+            intervals.append((lo, hi))
+            per_seed = "/".join(f"{100 * r.success_rate:.1f}" for r in group)
+            ranges = sorted({r.seed_range or "unrecorded" for r in group})
+            parts.append(
+                f"{label} {100 * succ / n:.1f}% ({100 * lo:.1f}-{100 * hi:.1f}) over {len(group)} training seeds "
+                f"x {n // len(group)} {'/'.join(ranges)} episodes (per seed {per_seed}%)"
+            )
+        (a_lo, a_hi), (b_lo, b_hi) = intervals
+        verdict = (
+            "robostack beats LeRobot (intervals separate)"
+            if a_lo > b_hi
+            else "LeRobot beats robostack (intervals separate)"
+            if b_lo > a_hi
+            else "no separation: neither beats the other"
+        )
+        t_ours = sum(r.train_seconds for r in mine)
+        t_theirs = sum(r.train_seconds for r in theirs)
+        speed = (
+            f"; training {t_theirs / t_ours:.2f}x faster over the seeds"
+            if t_ours > 0 and t_theirs > 0
+            else ""
+        )
+        lines.append(f"{k[0]} {k[2]} {k[3]} steps: " + "; ".join(parts) + f": {verdict}{speed}")
+    return lines
+
+
 def write_report(
     suite: str, results: list[RunResult], out_dir: Path, runs: list[dict[str, Any]] | None = None
 ) -> None:
@@ -370,6 +428,7 @@ def write_report(
         "task",
         "policy",
         "success (95% CI)",
+        "eval seeds",
         "train s",
         "samples/s",
         "latency p50/p99 ms",
@@ -378,12 +437,12 @@ def write_report(
     rows = [
         (
             r.name, r.task, r.policy, f"{100 * r.success_rate:.0f}% ({100 * r.ci_low:.0f}-{100 * r.ci_high:.0f})",
-            f"{r.train_seconds:.0f}", f"{r.samples_per_s:.0f}", f"{r.latency_p50_ms:.1f} / {r.latency_p99_ms:.1f}",
-            f"{r.rms_jerk:.3f}",
+            f"{r.episodes} {r.seed_range or 'unrecorded'}", f"{r.train_seconds:.0f}", f"{r.samples_per_s:.0f}",
+            f"{r.latency_p50_ms:.1f} / {r.latency_p99_ms:.1f}", f"{r.rms_jerk:.3f}",
         )
         for r in results
     ]  # fmt: skip
-    ratios = lerobot_ratios(results)
+    ratios = lerobot_ratios(results) + seed_pooled_comparison(results)
     print("\n" + format_table(headers, rows) + "".join(f"\n{line}" for line in ratios))
     (out_dir / "results.json").write_text(json.dumps([asdict(r) for r in results], indent=1))
     (out_dir / "results.md").write_text(

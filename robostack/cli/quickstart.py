@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from robostack.errors import RobostackError
+from robostack.eval.seeds import RANGES
 from robostack.utils.table import format_table
 
 
@@ -126,7 +127,7 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
     print(f"trained in {train_s:.0f} s; training curve: {policy_run / 'training_curve.png'}")
 
     _stage(6, f"evaluate it on {cfg.eval_episodes} unseen '{cfg.task}' episodes")
-    ev = evaluate(policy_run, cfg.task, cfg.eval_episodes, cfg.workers, seed=100_000)
+    ev = evaluate(policy_run, cfg.task, cfg.eval_episodes, cfg.workers, seed=RANGES["test"].start)
     (run / "eval.json").write_text(json.dumps(ev.to_json(), indent=1))
     print(ev.table())
 
@@ -135,7 +136,9 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
     print(report.table())
 
     _stage(8, f"evaluate the ONNX model on the same {cfg.eval_episodes} seeds (onnxruntime, CPU)")
-    ev_onnx = evaluate(run / "model.onnx", cfg.task, cfg.eval_episodes, cfg.workers, seed=100_000)
+    ev_onnx = evaluate(
+        run / "model.onnx", cfg.task, cfg.eval_episodes, cfg.workers, seed=RANGES["test"].start
+    )
     (run / "eval_onnx.json").write_text(json.dumps(ev_onnx.to_json(), indent=1))
     print(
         format_table(
@@ -190,7 +193,7 @@ def _ros_stage(cfg: QuickstartConfig, run: Path, ev_onnx: Any) -> dict[str, Any]
     except ImportError as exc:
         print(f"skipped: ROS 2 is not installed here ({exc})")
         return None
-    res = run_closed_loop(ClosedLoopConfig(str(run / "model.onnx"), cfg.task, n, seed=100_000))
+    res = run_closed_loop(ClosedLoopConfig(str(run / "model.onnx"), cfg.task, n, seed=RANGES["test"].start))
     same = ev_onnx.per_episode[:n]
     in_proc = sum(e["success"] for e in same)
     (run / "eval_ros.json").write_text(json.dumps(res.to_json(), indent=1))

@@ -33,7 +33,19 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--task", required=True)
     p.add_argument("--episodes", type=int, default=50)
     p.add_argument("--workers", type=int, default=1)
-    p.add_argument("--seed", type=int, default=100_000)
+    p.add_argument(
+        "--seeds",
+        default="selection",
+        choices=["train-eval", "selection", "test"],
+        help="seed range (robostack/eval/seeds.py): choose recipes, steps and chunk lengths on 'selection' "
+        "(default), report on 'test'",
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="first seed instead of a range's start (recorded as the " "range it falls in, or 'custom')",
+    )
     p.add_argument("--video", default=None, help="folder for one video per worker")
     p.add_argument("--json", action="store_true")
     p.add_argument(
@@ -105,7 +117,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         args.task,
         args.episodes,
         args.workers,
-        args.seed,
+        _first_seed(args),
         args.video,
         n_action_steps=args.n_action_steps,
         num_steps=args.num_steps,
@@ -115,6 +127,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
     else:
         print(result.table())
     return 0
+
+
+def _first_seed(args: argparse.Namespace) -> int:
+    from robostack.eval.seeds import seed_range
+
+    if args.episodes < 1:
+        from robostack.errors import RobostackError
+
+        raise RobostackError("--episodes must be at least 1")
+    return args.seed if args.seed is not None else seed_range(args.seeds).seeds(args.episodes).start
 
 
 def _eval_ros(args: argparse.Namespace) -> int:
@@ -132,7 +154,7 @@ def _eval_ros(args: argparse.Namespace) -> int:
         raise RobostackError(f"--n-action-steps must be at least 1, got {args.n_action_steps}")
     check_policy_fits_task(read_any_spec(args.policy), args.task)
     res = run_closed_loop(
-        ClosedLoopConfig(args.policy, args.task, args.episodes, args.seed, args.n_action_steps or 0)
+        ClosedLoopConfig(args.policy, args.task, args.episodes, _first_seed(args), args.n_action_steps or 0)
     )
     if args.json:
         print(json.dumps(res.to_json(), indent=1))

@@ -42,10 +42,13 @@ class EvalResult:
     latency_p99_ms: float
     seconds: float
     per_episode: list[dict[str, Any]]
+    seed_range: str = "custom"
+    """Which seed range (``robostack.eval.seeds``) the episodes came from: train-eval, selection, test or custom."""
 
     def table(self) -> str:
         rows = [
             ("success", f"{100 * self.success_rate:.1f}% ({self.successes}/{self.episodes})"),
+            ("seeds", self._seeds_label()),
             ("95% interval", f"{100 * self.ci95[0]:.1f}% - {100 * self.ci95[1]:.1f}%"),
             ("mean return", f"{self.mean_return:.3f}"),
             ("mean length", f"{self.mean_length:.1f} steps"),
@@ -57,6 +60,10 @@ class EvalResult:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+    def _seeds_label(self) -> str:
+        seeds = [int(e["seed"]) for e in self.per_episode]
+        return f"{self.seed_range} ({min(seeds)}-{max(seeds)})" if seeds else self.seed_range
 
 
 _STATE: dict[str, Any] = {}
@@ -175,7 +182,11 @@ def evaluate_in_process(policy: Any, name: str, task: str, episodes: int, seed: 
 
 
 def _summarise(name: str, task: str, results: list[EpisodeResult], seconds: float) -> EvalResult:
+    from robostack.eval.seeds import range_of
+
     n_succ = sum(r.success for r in results)
+    seeds = sorted(r.seed for r in results)
+    contiguous = seeds == list(range(seeds[0], seeds[0] + len(seeds))) if seeds else False
     p50, p99 = percentiles_ms([x for r in results for x in r.latencies])
     return EvalResult(
         policy=name,
@@ -193,6 +204,7 @@ def _summarise(name: str, task: str, results: list[EpisodeResult], seconds: floa
         per_episode=[
             {"seed": r.seed, "success": r.success, "return": r.ret, "length": r.length} for r in results
         ],
+        seed_range=range_of(seeds[0], len(seeds)) if contiguous else "custom",
     )
 
 

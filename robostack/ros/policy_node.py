@@ -2,16 +2,25 @@
 
 configure: load the model through ``robostack.runtime``, check its observation/action spec against the topic map,
            warm up; a mismatch fails the transition with one clear log line (the node never activates).
+           cleanup (or shutdown) destroys everything configure created, so configure -> cleanup -> configure
+           leaves one subscription per topic and one command publisher.
 activate:  a timer at the model's control rate (or ``rate_hz``): latest observations -> ``select_action`` ->
            guard -> command (``std_msgs/Float64MultiArray``, or a ``trajectory_msgs/JointTrajectory`` chunk).
-Safety, checked every period before anything is commanded:
-- stale-observation watchdog: a required topic older than ``max_obs_age_s`` -> stop commanding (hold), reset the
-  policy's history; resume only when every topic is fresh again;
+Safety, checked every period before anything is commanded; every reaction *holds*, and a hold is a command:
+``hold: auto`` publishes zeros every period on a velocity/effort interface (a forward command controller keeps
+applying the last command it got: publishing nothing would keep the arm moving), the last commanded position on
+a position interface, nothing only with ``hold: silent`` (for controllers with their own command timeout).
+- stale-observation watchdog: a required observation older than ``max_obs_age_s`` -> hold, reset the policy's
+  history; resume only when every topic is fresh again. Stamped types are aged by ``header.stamp`` (a driver
+  republishing an old reading stays old), within ``max_clock_skew_s``; unstamped types by arrival;
 - NaN/Inf guard on the model output -> hold; clip to the action bounds and to ``max_delta_per_step``;
-- latched e-stop: ``~/estop`` (std_msgs/Bool, true) engages it; only the ``~/reset`` service (std_srvs/Trigger)
-  clears it. Each reaction is logged once when it starts and once when it clears.
+- latched e-stop: ``~/estop`` or ``estop_topic`` (std_msgs/Bool, true) engages it and holds at once; only the
+  ``~/reset`` service (std_srvs/Trigger) clears it. Each reaction is logged once when it starts and once when it
+  clears. Deactivating publishes one hold.
+With every command, ``~/decision`` (std_msgs/String, JSON) says what it was computed from: the stamps and values
+of the observations used and the action, so a recorder stores exactly aligned (observation, action) pairs.
 Health on ``~/status`` (std_msgs/String, JSON) once per second: achieved rate, timer period error, inference
-latency and observation-to-command latency (p50/p99), watchdog and e-stop state, command counts.
+latency, observation-stamp-to-command and tick-to-command latency (p50/p99), watchdog and e-stop state, counts.
 """
 
 from __future__ import annotations
@@ -29,9 +38,9 @@ from std_msgs.msg import Bool, Float64MultiArray, String
 from std_srvs.srv import Trigger
 
 from robostack.errors import RobostackError
-from robostack.ros.safety import ActionGuard, EStopLatch, OnceLogger, StaleWatchdog
+from robostack.ros.safety import ActionGuard, EStopLatch, HoldCommand, OnceLogger, StaleWatchdog, resolve_hold
 from robostack.ros.spin import run_node
-from robostack.ros.topic_map import TopicMap, message_class, to_array
+from robostack.ros.topic_map import TopicMap, message_class, stamp_seconds, to_array
 
 PARAMS: dict[str, Any] = {
     "model": "",  # exported model.onnx
@@ -40,6 +49,9 @@ PARAMS: dict[str, Any] = {
     "threads": 1,
     "rate_hz": 0.0,  # 0: the model's control rate
     "max_obs_age_s": 0.25,
+    "max_clock_skew_s": 0.05,  # tolerated offset between a driver's stamps and this node's clock
+    "hold": "auto",  # auto | zero | last_position | silent: what is commanded while holding
+    "estop_topic": "/estop",  # a shared e-stop (std_msgs/Bool) besides ~/estop; empty: ~/estop only
     "max_delta_per_step": 0.0,  # 0: no limit on the change between consecutive commands
     "autostart": False,  # configure + activate at start-up (no lifecycle manager needed)
     "reset_topic": "",  # std_msgs/UInt32 announcing a new episode: clears the history and the action queue
@@ -67,10 +79,19 @@ class PolicyNode(LifecycleNode):
         self._latest: dict[str, np.ndarray] = {}
         self._events = OnceLogger(lambda m: self.get_logger().warning(m))
         self.estop = EStopLatch()
-        self._stats: dict[str, deque[float]] = {k: deque(maxlen=2000) for k in ("period", "infer", "o2c")}
+        self._stats: dict[str, deque[float]] = {
+            k: deque(maxlen=2000) for k in ("period", "infer", "o2c", "tick2c")
+        }
         self._last_tick = 0.0
-        self._counts = {"commands": 0, "held": 0}
+        self._counts = {"commands": 0, "held": 0, "hold_commands": 0}
+        self._obs_time: dict[str, float] = {}
+        self.cmd_pub: Any = None
+        self.decision_pub: Any = None
+        self.hold: HoldCommand | None = None
+        self._seq = 0
         self._estop_sub = self.create_subscription(Bool, "~/estop", self._on_estop, 10)
+        if self.p("estop_topic"):
+            self.create_subscription(Bool, self.p("estop_topic"), self._on_estop, 10)
         self._reset_srv = self.create_service(Trigger, "~/reset", self._on_reset)
         self._status_pub = self.create_publisher(String, "~/status", 10)
         self._status_timer = self.create_timer(1.0, self._publish_status)
@@ -103,13 +124,20 @@ class PolicyNode(LifecycleNode):
             problems = self.topic_map.check_against(self.policy.spec)
             if problems:
                 raise RobostackError(f"model spec does not match the topic map: {problems[0]}")
+            try:
+                hold = resolve_hold(str(self.p("hold")), self.topic_map.command.interface)
+            except ValueError as exc:
+                raise RobostackError(str(exc)) from None
         except RobostackError as exc:
             self.policy = None
             self.get_logger().error(f"configure failed: {exc}")
             return TransitionCallbackReturn.FAILURE
         spec = self.policy.spec
         self.rate_hz = float(self.p("rate_hz")) or spec.control_rate_hz
-        self.watchdog = StaleWatchdog(list(spec.obs), float(self.p("max_obs_age_s")))
+        self.hold = HoldCommand(hold, int(np.prod(spec.action.shape)))
+        self.watchdog = StaleWatchdog(
+            list(spec.obs), float(self.p("max_obs_age_s")), float(self.p("max_clock_skew_s"))
+        )
         delta = float(self.p("max_delta_per_step"))
         self.guard = ActionGuard(np.asarray(spec.action_low), np.asarray(spec.action_high), delta or None)
         for key in spec.obs:
@@ -126,9 +154,10 @@ class PolicyNode(LifecycleNode):
             self.cmd_pub = self.create_publisher(JointTrajectory, cmd.topic, 10)
         else:
             self.cmd_pub = self.create_publisher(Float64MultiArray, cmd.topic, 10)
+        self.decision_pub = self.create_publisher(String, "~/decision", 10)
         self.get_logger().info(
             f"configured: {self.p('model')} ({self.policy.backend}), {len(spec.obs)} observation topics, "
-            f"commands on {cmd.topic} at {self.rate_hz:g} Hz"
+            f"commands on {cmd.topic} ({cmd.interface} interface, hold: {hold}) at {self.rate_hz:g} Hz"
         )
         return TransitionCallbackReturn.SUCCESS
 
@@ -144,16 +173,40 @@ class PolicyNode(LifecycleNode):
         if self.timer is not None:
             self.destroy_timer(self.timer)
             self.timer = None
+        self._publish_hold()  # the controller must not keep applying the last command of an inactive policy
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        if self.timer is not None:
+            self.destroy_timer(self.timer)
+            self.timer = None
+            self._publish_hold()
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _release(self) -> None:
+        """Destroy what on_configure created (subscriptions, publishers, the policy)."""
         for s in self._subs:
             self.destroy_subscription(s)
         self._subs.clear()
+        for pub in (self.cmd_pub, self.decision_pub):
+            if pub is not None:
+                self.destroy_publisher(pub)
+        self.cmd_pub = self.decision_pub = None
         self.policy = None
-        return TransitionCallbackReturn.SUCCESS
+        self.hold = None
+        self._latest.clear()
+        self._obs_time.clear()
 
     # ------------------------------------------------------------------ callbacks
+    def now(self) -> float:
+        """This node's clock (ROS time, seconds): the clock stamps are compared against."""
+        return self.get_clock().now().nanoseconds * 1e-9
+
     def _on_obs(self, src: Any, msg: Any) -> None:
         try:
             self._latest[src.key] = to_array(src, msg)
@@ -161,7 +214,14 @@ class PolicyNode(LifecycleNode):
             self._events.set(f"bad:{src.key}", True, f"ignoring message: {exc}")
             return
         self._events.set(f"bad:{src.key}", False)
-        self.watchdog.feed(src.key, time.monotonic())
+        t = stamp_seconds(msg) if src.stamped else self.now()
+        self._events.set(
+            f"unstamped:{src.key}", src.stamped and t == 0.0,
+            f"{src.topic} has no header.stamp: '{src.key}' counts as stale (stamp it in the driver, or set "
+            "'staleness: arrival' for it in the topic map)",
+        )  # fmt: skip
+        self._obs_time[src.key] = t
+        self.watchdog.feed(src.key, t, stamped=src.stamped)
 
     def _on_episode_start(self, msg: Any) -> None:
         if self.policy is not None:
@@ -172,7 +232,9 @@ class PolicyNode(LifecycleNode):
 
     def _on_estop(self, msg: Bool) -> None:
         if msg.data and self.estop.trigger("~/estop"):
-            self.get_logger().error("E-STOP engaged: commands stopped until ~/reset")
+            self.get_logger().error("E-STOP engaged: holding until ~/reset")
+            if self.timer is not None:  # hold now, not at the next tick
+                self._hold()
 
     def _on_reset(self, request: Any, response: Any) -> Any:
         was = self.estop.reset()
@@ -187,6 +249,19 @@ class PolicyNode(LifecycleNode):
 
     def _hold(self) -> None:
         self._counts["held"] += 1
+        self._publish_hold()
+
+    def _publish_hold(self) -> None:
+        if self.hold is None or self.cmd_pub is None:
+            return
+        value = self.hold.command()
+        if value is None:
+            return
+        if self.topic_map.command.type == "float64_array":
+            self.cmd_pub.publish(Float64MultiArray(data=[float(x) for x in value]))
+        else:
+            self.cmd_pub.publish(self._trajectory([value]))
+        self._counts["hold_commands"] += 1
 
     def _tick(self) -> None:
         t0 = time.monotonic()
@@ -195,7 +270,7 @@ class PolicyNode(LifecycleNode):
         self._last_tick = t0
         if self.estop.engaged:
             return self._hold()
-        stale = self.watchdog.stale(t0)
+        stale = self.watchdog.stale(self.now())
         self._events.set(
             "stale", bool(stale),
             f"watchdog: no fresh data on {', '.join(stale)} (limit {self.watchdog.max_age_s} s): holding",
@@ -225,24 +300,40 @@ class PolicyNode(LifecycleNode):
             self.policy.reset()
             return self._hold()
         self._publish(result.action)
-        self._stats["o2c"].append(time.monotonic() - t0 - infer)
+        published = self.now()
+        self._stats["tick2c"].append(time.monotonic() - t0)
+        used = {k: self._obs_time[k] for k in self.policy.spec.obs if k in self._obs_time}
+        # the observation's own time: the newest header stamp when any input has one, else the newest arrival
+        stamped = [t for k, t in used.items() if self.topic_map.observations[k].stamped]
+        newest = max(stamped or used.values() or [published])
+        self._stats["o2c"].append(published - newest)
         self._counts["commands"] += 1
+        self._publish_decision(obs, result.action, used, newest, planning)
 
-    def _publish(self, action: np.ndarray) -> None:
-        cmd = self.topic_map.command
-        if cmd.type == "float64_array":
-            self.cmd_pub.publish(Float64MultiArray(data=[float(x) for x in action]))
-            return
+    def _publish_decision(
+        self, obs: dict[str, np.ndarray], action: np.ndarray, used: dict[str, float], newest: float, planned: bool
+    ) -> None:
+        self._seq += 1
+        vectors = {k: np.ravel(v).tolist() for k, v in obs.items() if v.dtype != np.uint8}
+        self.decision_pub.publish(
+            String(
+                data=json.dumps(
+                    {
+                        "seq": self._seq,
+                        "stamp": newest,
+                        "obs_stamps": used,
+                        "obs": vectors,
+                        "action": [float(x) for x in action],
+                        "planned": bool(planned),
+                    }
+                )
+            )
+        )
+
+    def _trajectory(self, points: list[np.ndarray]) -> Any:
         from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
-        points = [action]
-        for a in self.policy.pending_actions():  # the rest of the chunk, guarded point by point
-            g = self.guard(a)
-            if g.action is None:
-                break
-            points.append(g.action)
-        self.guard.reset(action)  # the next step is limited against what executes next, not the chunk's tail
-        msg = JointTrajectory(joint_names=list(cmd.joints))
+        msg = JointTrajectory(joint_names=list(self.topic_map.command.joints))
         for i, a in enumerate(points):
             t = (i + 1) / self.rate_hz
             msg.points.append(
@@ -251,11 +342,25 @@ class PolicyNode(LifecycleNode):
                     time_from_start=Duration(sec=int(t), nanosec=int(t % 1 * 1e9)),
                 )
             )
-        self.cmd_pub.publish(msg)
+        return msg
+
+    def _publish(self, action: np.ndarray) -> None:
+        cmd = self.topic_map.command
+        self.hold.commanded(action)
+        if cmd.type == "float64_array":
+            self.cmd_pub.publish(Float64MultiArray(data=[float(x) for x in action]))
+            return
+        points = [action]
+        for a in self.policy.pending_actions():  # the rest of the chunk, guarded point by point
+            g = self.guard(a)
+            if g.action is None:
+                break
+            points.append(g.action)
+        self.guard.reset(action)  # the next step is limited against what executes next, not the chunk's tail
+        self.cmd_pub.publish(self._trajectory(points))
 
     def status(self) -> dict[str, Any]:
         periods = self._stats["period"]
-        now = time.monotonic()
         return {
             "state": "active" if self.timer is not None else "inactive",
             "rate_hz": round(1.0 / float(np.mean(periods)), 2) if periods else 0.0,
@@ -264,11 +369,17 @@ class PolicyNode(LifecycleNode):
             if periods
             else [],
             "inference_ms_p50_p99": _pct(x * 1e3 for x in self._stats["infer"]),
+            # from the newest used observation's stamp (arrival for unstamped topics) to publishing the command:
+            # includes the wait for the timer tick, inference and the guard, not the transport to the controller
             "obs_to_command_ms_p50_p99": _pct(x * 1e3 for x in self._stats["o2c"]),
-            "watchdog_stale": self.watchdog.stale(now) if self.timer is not None else [],
+            # from the timer tick to publishing: inference and the guard only
+            "tick_to_command_ms_p50_p99": _pct(x * 1e3 for x in self._stats["tick2c"]),
+            "watchdog_stale": self.watchdog.stale(self.now()) if self.timer is not None else [],
             "estop": self.estop.engaged,
+            "hold": self.hold.mode if self.hold is not None else "",
             "commands": self._counts["commands"],
             "held": self._counts["held"],
+            "hold_commands": self._counts["hold_commands"],
         }
 
     def _publish_status(self) -> None:

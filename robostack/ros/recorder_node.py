@@ -1,30 +1,38 @@
 """``recorder_node``: episodes from ROS topics into the crash-safe robostack episode store.
 
-At ``rate_hz`` while an episode is open it samples the latest message of every topic: the observations named by
-the topic map (same YAML as policy_node), the executed action (``action_topic``), the policy's and the human's
-actions and ``is_intervention`` (from teleop_mux_node), and the receive time. ``~/start`` (std_srvs/Trigger)
-opens an episode -- the store is created on the first one, with features taken from the messages then at hand --
-and ``~/stop`` (std_srvs/SetBool, data = success) commits it. Only committed episodes are ever visible; a recorder
-killed mid-episode leaves every earlier episode intact and the store opens as before (the store's commit protocol).
-Store attributes keep the control rate, the topic map and the recorder's parameters.
+Steps are aligned: with a policy running, the recorder records one step per command the policy published, from
+its ``~/decision`` message (``decision_topic``): the observation values and stamps that very command was computed
+from, and the command itself as ``policy_action``. Camera images are not in that message; they are matched by
+their ``header.stamp`` to the stamp the policy used. ``action`` is what was executed: the policy's command, or
+the human's latest while ``is_intervention`` (from teleop_mux_node) is true. ``timestamp`` is the observation's
+stamp. Without a policy (``record_on: timer``, or ``auto`` when no decision arrived in the last second at
+``~/start``), it samples the latest message of every topic at ``rate_hz`` (plain teleoperation).
+
+``~/start`` (std_srvs/Trigger) opens an episode -- the store is created on the first one, with features taken
+from the messages then at hand -- and ``~/stop`` (std_srvs/SetBool, data = success) commits it. Only committed
+episodes are ever visible; a recorder killed mid-episode leaves every earlier episode intact and the store opens
+as before (the store's commit protocol). Store attributes keep the control rate, the topic map and the
+recorder's parameters.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from rclpy.node import Node
-from std_msgs.msg import Bool, Float64MultiArray
+from std_msgs.msg import Bool, Float64MultiArray, String
 from std_srvs.srv import SetBool, Trigger
 
 from robostack.errors import RobostackError
 from robostack.ros.safety import OnceLogger
 from robostack.ros.spin import run_node
-from robostack.ros.topic_map import TopicMap, message_class, to_array
+from robostack.ros.topic_map import TopicMap, message_class, stamp_seconds, to_array
 
 PARAMS: dict[str, Any] = {
     "store": "",  # episode store path (created on the first episode)
@@ -34,6 +42,8 @@ PARAMS: dict[str, Any] = {
     "policy_action_topic": "/teleop_mux_node/policy_action",
     "human_action_topic": "/teleop_mux_node/human_action",
     "intervention_topic": "/teleop_mux_node/is_intervention",
+    "decision_topic": "/policy_node/decision",
+    "record_on": "auto",  # decision | timer | auto (decision when the policy published one in the last second)
     "task": "",
     "robot": "",
     "source": "real",  # sim | real | intervention ...
@@ -48,7 +58,13 @@ class RecorderNode(Node):
             self.declare_parameter(k, v)
         self.topic_map = TopicMap.load(self.p("topic_map"))
         self._latest: dict[str, np.ndarray] = {}
+        self._images: dict[str, deque[tuple[float, np.ndarray]]] = {}
+        self._last_decision = -1e9
+        self._decision_action: Any = None
         self._events = OnceLogger(lambda m: self.get_logger().warning(m))
+        if self.p("record_on") not in ("auto", "decision", "timer"):
+            raise RobostackError(f"record_on '{self.p('record_on')}' (choose from auto, decision, timer)")
+        self.mode = "timer"
         for src in self.topic_map.observations.values():
             self.create_subscription(
                 message_class(src.type), src.topic, lambda m, s=src: self._on_obs(s, m), 10
@@ -59,6 +75,8 @@ class RecorderNode(Node):
                 Float64MultiArray, self.p(topic), lambda m, k=key: self._on_vec(k, m), 10
             )
         self.create_subscription(Bool, self.p("intervention_topic"), self._on_flag, 10)
+        if self.p("decision_topic"):
+            self.create_subscription(String, self.p("decision_topic"), self._on_decision, 50)
         self.create_service(Trigger, "~/start", self._on_start)
         self.create_service(SetBool, "~/stop", self._on_stop)
         self.writer: Any = None
@@ -78,6 +96,11 @@ class RecorderNode(Node):
             self._latest[src.key] = to_array(src, msg)
         except RobostackError as exc:
             self._events.set(f"bad:{src.key}", True, f"ignoring message: {exc}")
+            return
+        if src.type == "image":  # matched by stamp to the policy's decision (a second of frames at 30 Hz)
+            self._images.setdefault(src.key, deque(maxlen=32)).append(
+                (stamp_seconds(msg), self._latest[src.key])
+            )
 
     def _on_vec(self, key: str, msg: Float64MultiArray) -> None:
         self._latest[key] = np.asarray(msg.data, np.float32)
@@ -93,7 +116,7 @@ class RecorderNode(Node):
         for key in self.topic_map.observations:
             v = self._latest[key]
             feats[key] = FeatureSpec("uint8" if v.dtype == np.uint8 else "float32", tuple(v.shape))
-        act = self._latest["action"].shape
+        act = self._latest["action"].shape if "action" in self._latest else self._decision_action.shape
         for key in ("action", "policy_action", "human_action"):
             feats[key] = FeatureSpec("float32", act)
         feats["is_intervention"] = FeatureSpec("bool", ())
@@ -120,7 +143,14 @@ class RecorderNode(Node):
         self.writer = EpisodeWriter.create(path, info, fsync=bool(self.p("fsync")))
 
     def _on_start(self, request: Any, response: Any) -> Any:
-        missing = [k for k in [*self.topic_map.observations, "action"] if k not in self._latest]
+        mode = self.p("record_on")
+        if mode == "auto":
+            mode = "decision" if time.monotonic() - self._last_decision < 1.0 else "timer"
+        missing = [k for k in self.topic_map.observations if k not in self._latest]
+        if mode == "timer" and "action" not in self._latest:
+            missing.append("action")
+        if mode == "decision" and self._decision_action is None:
+            missing.append(f"decisions on {self.p('decision_topic')}")
         if self.recording:
             response.success, response.message = False, "already recording"
         elif missing:
@@ -135,8 +165,10 @@ class RecorderNode(Node):
                 self.get_logger().error(f"cannot start an episode: {exc}")
                 return response
             self.recording, self.steps, self.intervened = True, 0, False
+            self.mode = mode
             self._t0 = time.monotonic()
-            response.success, response.message = True, f"episode {self.writer.n_episodes} started"
+            response.success = True
+            response.message = f"episode {self.writer.n_episodes} started (one step per {mode})"
         return response
 
     def _on_stop(self, request: Any, response: Any) -> Any:
@@ -160,8 +192,49 @@ class RecorderNode(Node):
         self.get_logger().info(response.message)
         return response
 
+    def _on_decision(self, msg: String) -> None:
+        self._last_decision = time.monotonic()
+        try:
+            d = json.loads(msg.data)
+            action = np.asarray(d["action"], np.float32)
+        except (ValueError, KeyError, TypeError) as exc:
+            self._events.set("decision", True, f"ignoring a malformed decision message ({exc})")
+            return
+        self._decision_action = action
+        if self.recording and self.mode == "decision":
+            self._record(self._decision_step(d, action))
+
+    def _decision_step(self, d: dict[str, Any], action: np.ndarray) -> dict[str, Any]:
+        step: dict[str, Any] = {}
+        for key, src in self.topic_map.observations.items():
+            if key in d["obs"]:
+                step[key] = np.asarray(d["obs"][key], np.float32).reshape(self._latest[key].shape)
+            elif src.type == "image" and key in d.get("obs_stamps", {}):
+                step[key] = self._image_at(key, float(d["obs_stamps"][key]))
+            else:  # a topic the policy does not observe: its latest message
+                step[key] = self._latest[key]
+        flag = bool(self._latest.get("is_intervention", np.asarray(False)))
+        human = self._latest.get("human_action", np.zeros_like(action))
+        step["policy_action"] = action
+        step["action"] = human if flag else action
+        step["human_action"] = human if flag else np.zeros_like(action)
+        step["is_intervention"] = np.asarray(flag)
+        step["timestamp"] = np.asarray(float(d["stamp"]))
+        return step
+
+    def _image_at(self, key: str, stamp: float) -> np.ndarray:
+        frames = self._images.get(key, ())
+        for t, img in reversed(frames):
+            if abs(t - stamp) < 1e-6:
+                self._events.set(f"unmatched:{key}", False, cleared=f"'{key}' frames match decisions again")
+                return img
+        self._events.set(
+            f"unmatched:{key}", True, f"'{key}': no frame with the decision's stamp; recording the latest"
+        )
+        return self._latest[key]
+
     def _tick(self) -> None:
-        if not self.recording:
+        if not self.recording or self.mode != "timer":
             return
         zeros = np.zeros_like(self._latest["action"])
         flag = bool(self._latest.get("is_intervention", np.asarray(False)))
@@ -171,6 +244,10 @@ class RecorderNode(Node):
         step["human_action"] = self._latest.get("human_action", zeros) if flag else zeros
         step["is_intervention"] = np.asarray(flag)
         step["timestamp"] = np.asarray(time.time())
+        self._record(step)
+
+    def _record(self, step: dict[str, Any]) -> None:
+        flag = bool(step["is_intervention"])
         try:
             self.writer.add_step(step)
         except RobostackError as exc:

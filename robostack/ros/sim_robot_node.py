@@ -8,7 +8,9 @@ command from ``command_topic`` (std_msgs/Float64MultiArray) for up to ``command_
 (the way a velocity controller's command timeout behaves). When an episode ends it publishes ``~/episode`` (std_msgs/String, JSON:
 seed, success, steps, return) and, with ``auto_reset``, starts the next seed after announcing it on
 ``/<prefix>/episode_start`` (std_msgs/UInt32) so the policy node can clear its history; ``~/reset``
-(std_srvs/Trigger) restarts the current seed sequence on demand.
+(std_srvs/Trigger) restarts the current seed sequence on demand. ``~/step`` (std_msgs/Header) names every published
+observation: its stamp is the joint state's ``header.stamp`` and its frame_id ``"<seed>:<step>"``, so a recording can
+be checked step by step against what the robot published.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Any
 import numpy as np
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
-from std_msgs.msg import Float32MultiArray, Float64MultiArray, String, UInt32
+from std_msgs.msg import Float32MultiArray, Float64MultiArray, Header, String, UInt32
 from std_srvs.srv import Trigger
 
 from robostack.ros.spin import run_node
@@ -56,6 +58,7 @@ class SimRobotNode(Node):
         self.js_pub = self.create_publisher(JointState, f"{prefix}/joint_states", 10)
         self.start_pub = self.create_publisher(UInt32, f"{prefix}/episode_start", 10)
         self.episode_pub = self.create_publisher(String, "~/episode", 10)
+        self.step_pub = self.create_publisher(Header, "~/step", 50)
         self.create_subscription(Float64MultiArray, self.p("command_topic"), self._on_command, 10)
         self.create_service(Trigger, "~/reset", self._on_reset)
         self.action_dim = int(np.prod(spec.action.shape))
@@ -139,6 +142,7 @@ class SimRobotNode(Node):
             msg = JointState(name=names[:n], position=state[:n].tolist(), velocity=state[n:].tolist())
             msg.header.stamp = stamp
             self.js_pub.publish(msg)
+        self.step_pub.publish(Header(stamp=stamp, frame_id=f"{self.seed}:{self.steps}"))
 
 
 def main(args: list[str] | None = None) -> int:

@@ -14,7 +14,13 @@ A topic map is YAML (a file named by the node's ``topic_map`` parameter)::
     command:
       type: float64_array             # std_msgs/Float64MultiArray (ros2_control forward command controller)
       topic: /forward_command_controller/commands
+      interface: velocity             # velocity | effort | position: decides what a hold publishes
       # or: {type: joint_trajectory, topic: /joint_trajectory_controller/joint_trajectory, joints: [...]}
+
+Staleness: stamped types (joint_state, pose, image) are aged by their ``header.stamp``; ``staleness: arrival``
+on an observation ages it by arrival instead (for a driver that leaves stamps at zero). float32_array has no
+header, so it is always aged by arrival. The command's ``interface`` defaults to ``velocity`` for float64_array
+and ``position`` for joint_trajectory.
 
 Parsing is pure Python (tested without ROS); ``to_array`` takes a message object of the declared type.
 """
@@ -31,6 +37,7 @@ import yaml
 from robostack.errors import RobostackError, SpecError
 
 OBS_TYPES = ("joint_state", "float32_array", "pose", "image")
+STAMPED_TYPES = ("joint_state", "pose", "image")
 COMMAND_TYPES = ("float64_array", "joint_trajectory")
 JOINT_FIELDS = ("position", "velocity", "effort")
 
@@ -42,6 +49,12 @@ class ObsSource:
     type: str
     joints: list[str] = field(default_factory=list)
     fields: list[str] = field(default_factory=lambda: ["position"])
+    staleness: str = ""
+    """``stamp`` (default for stamped types) or ``arrival``."""
+
+    @property
+    def stamped(self) -> bool:
+        return self.type in STAMPED_TYPES and self.staleness != "arrival"
 
     def size(self) -> int | None:
         if self.type == "joint_state":
@@ -56,6 +69,12 @@ class CommandSink:
     type: str = "float64_array"
     topic: str = "/forward_command_controller/commands"
     joints: list[str] = field(default_factory=list)
+    interface: str = ""
+    """velocity | effort | position; empty: velocity for float64_array, position for joint_trajectory."""
+
+    def __post_init__(self) -> None:
+        if not self.interface:
+            self.interface = "position" if self.type == "joint_trajectory" else "velocity"
 
 
 @dataclass
@@ -75,11 +94,15 @@ class TopicMap:
                 raise RobostackError(
                     f"{where}: observation '{key}' has type '{src['type']}' (choose from {', '.join(OBS_TYPES)})"
                 )
-            unknown = set(src) - {"topic", "type", "joints", "fields"}
+            unknown = set(src) - {"topic", "type", "joints", "fields", "staleness"}
             if unknown:
                 raise RobostackError(f"{where}: observation '{key}' has unknown field(s) {sorted(unknown)}")
             s = ObsSource(key, src["topic"], src["type"], list(src.get("joints", [])),
-                          list(src.get("fields", ["position"])))  # fmt: skip
+                          list(src.get("fields", ["position"])), str(src.get("staleness", "")))  # fmt: skip
+            if s.staleness not in ("", "stamp", "arrival"):
+                raise RobostackError(f"{where}: observation '{key}' staleness '{s.staleness}' (stamp or arrival)")
+            if s.staleness == "stamp" and s.type not in STAMPED_TYPES:
+                raise RobostackError(f"{where}: observation '{key}' ({s.type}) has no header stamp to age it by")
             if s.type == "joint_state" and not s.joints:
                 raise RobostackError(
                     f"{where}: observation '{key}' (joint_state) must list its joints by name"
@@ -89,10 +112,17 @@ class TopicMap:
                 raise RobostackError(f"{where}: observation '{key}' has unknown joint field(s) {bad}")
             obs[key] = s
         cmd = d.get("command") or {}
-        sink = CommandSink(**{k: v for k, v in cmd.items() if k in ("type", "topic", "joints")})
+        unknown = set(cmd) - {"type", "topic", "joints", "interface"}
+        if unknown:
+            raise RobostackError(f"{where}: command has unknown field(s) {sorted(unknown)}")
+        sink = CommandSink(**cmd)
         if sink.type not in COMMAND_TYPES:
             raise RobostackError(
                 f"{where}: command type '{sink.type}' (choose from {', '.join(COMMAND_TYPES)})"
+            )
+        if sink.interface not in ("velocity", "effort", "position"):
+            raise RobostackError(
+                f"{where}: command interface '{sink.interface}' (choose from velocity, effort, position)"
             )
         if sink.type == "joint_trajectory" and not sink.joints:
             raise RobostackError(f"{where}: a joint_trajectory command must list its joints")
@@ -144,6 +174,12 @@ def message_class(kind: str) -> Any:
     from std_msgs.msg import Float32MultiArray
 
     return Float32MultiArray
+
+
+def stamp_seconds(msg: Any) -> float:
+    """``header.stamp`` of a stamped message in seconds (0.0 when the driver left it unset)."""
+    st = msg.header.stamp
+    return st.sec + st.nanosec * 1e-9
 
 
 def to_array(src: ObsSource, msg: Any) -> np.ndarray:

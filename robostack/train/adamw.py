@@ -39,9 +39,12 @@ class SharedStepAdamW(torch.optim.AdamW):
 
     def state_dict(self) -> dict[str, Any]:
         out = super().state_dict()
-        for s in out["state"].values():
-            if "step" in s:  # torch's layout: a counter per parameter, never one object shared by all
-                s["step"] = s["step"].clone()
+        # torch's layout: a counter per parameter, never one object shared by all. New dicts: torch's state_dict
+        # hands out the live per-parameter state dicts, and replacing their counter there would detach it from
+        # the shared one, freezing every later checkpoint's step at this call's value.
+        out["state"] = {
+            k: {**s, "step": s["step"].clone()} if "step" in s else dict(s) for k, s in out["state"].items()
+        }
         return out
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:

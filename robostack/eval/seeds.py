@@ -1,0 +1,71 @@
+"""The three evaluation seed ranges, disjoint, so no reported number was tuned on the seeds it is reported on.
+
+- ``train-eval``: evaluation during training (``eval.every``, checkpoints' ``eval.json``).
+- ``selection``: every choice -- recipe, training steps, actions per chunk, checkpoint, training seed, GPC
+  weights -- is made on these.
+- ``test``: what is reported (README tables, benchmark reports); never looked at to choose anything.
+
+Demonstrations are generated from seed 0 upwards, so every range starts far above any store's seeds. The test
+range starts at 1,000,000, a range no evaluation used before this protocol existed (earlier sweeps, whose results
+informed recipe choices, used 100,000-, 200,000- and 300,000-): it was untouched when the protocol was set.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from robostack.errors import RobostackError
+
+
+@dataclass(frozen=True)
+class SeedRange:
+    name: str
+    start: int
+    stop: int
+    purpose: str
+
+    def seeds(self, episodes: int, offset: int = 0) -> range:
+        """``episodes`` consecutive seeds from ``start + offset``; refuses to run past the range."""
+        first = self.start + offset
+        if offset < 0 or first + episodes > self.stop:
+            raise RobostackError(
+                f"{episodes} episodes from offset {offset} leave the '{self.name}' seed range "
+                f"[{self.start}, {self.stop})"
+            )
+        return range(first, first + episodes)
+
+
+RANGES: dict[str, SeedRange] = {
+    r.name: r
+    for r in (
+        SeedRange("train-eval", 100_000, 200_000, "evaluation during training"),
+        SeedRange(
+            "selection", 200_000, 1_000_000, "choosing recipes, steps, chunk lengths, checkpoints, weights"
+        ),
+        SeedRange("test", 1_000_000, 2_000_000, "reported results only"),
+    )
+}
+DEMO_SEEDS_BELOW = 100_000
+"""Demonstration stores use seeds under this bound, so evaluation episodes are never training episodes."""
+
+
+def seed_range(name: str) -> SeedRange:
+    if name not in RANGES:
+        raise RobostackError(f"unknown seed range '{name}' (choose from {', '.join(RANGES)})")
+    return RANGES[name]
+
+
+def range_of(first: int, episodes: int) -> str:
+    """Name of the range seeds [first, first + episodes) lie in, or 'custom' when they lie in none or straddle."""
+    for r in RANGES.values():
+        if r.start <= first and first + episodes <= r.stop:
+            return r.name
+    return "custom"
+
+
+def first_seed(entry: dict, episodes: int, default: str = "test") -> int:
+    """First seed of an evaluation entry (a bench suite's ``eval``): an explicit ``seed``, else its ``seeds`` range
+    (default ``test``), checked to hold ``episodes`` seeds."""
+    if "seed" in entry:
+        return int(entry["seed"])
+    return seed_range(entry.get("seeds", default)).seeds(episodes).start
