@@ -311,7 +311,12 @@ class PolicyNode(LifecycleNode):
         self._publish_decision(obs, result.action, used, newest, planning)
 
     def _publish_decision(
-        self, obs: dict[str, np.ndarray], action: np.ndarray, used: dict[str, float], newest: float, planned: bool
+        self,
+        obs: dict[str, np.ndarray],
+        action: np.ndarray,
+        used: dict[str, float],
+        newest: float,
+        planned: bool,
     ) -> None:
         self._seq += 1
         vectors = {k: np.ravel(v).tolist() for k, v in obs.items() if v.dtype != np.uint8}

@@ -73,9 +73,13 @@ def resolve_hold(hold: str, interface: str) -> str:
     if hold not in HOLD_MODES:
         raise ValueError(f"hold '{hold}' (choose from auto, {', '.join(HOLD_MODES)})")
     if hold == "zero" and interface == "position":
-        raise ValueError("hold 'zero' on a position interface would drive every joint to 0; use last_position")
+        raise ValueError(
+            "hold 'zero' on a position interface would drive every joint to 0; use last_position"
+        )
     if hold == "last_position" and interface != "position":
-        raise ValueError(f"hold 'last_position' on a {interface} interface would keep the robot moving; use zero")
+        raise ValueError(
+            f"hold 'last_position' on a {interface} interface would keep the robot moving; use zero"
+        )
     return hold
 
 

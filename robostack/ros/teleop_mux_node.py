@@ -118,7 +118,9 @@ class TeleopMuxNode(Node):
 
     def _on_estop(self, msg: Bool) -> None:
         if msg.data and self.estop.trigger("estop"):
-            self.get_logger().error("E-STOP engaged: every command path (policy and human) held until ~/reset")
+            self.get_logger().error(
+                "E-STOP engaged: every command path (policy and human) held until ~/reset"
+            )
             self._publish_hold()
 
     def _on_reset(self, request: Any, response: Any) -> Any:

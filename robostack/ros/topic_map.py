@@ -100,9 +100,13 @@ class TopicMap:
             s = ObsSource(key, src["topic"], src["type"], list(src.get("joints", [])),
                           list(src.get("fields", ["position"])), str(src.get("staleness", "")))  # fmt: skip
             if s.staleness not in ("", "stamp", "arrival"):
-                raise RobostackError(f"{where}: observation '{key}' staleness '{s.staleness}' (stamp or arrival)")
+                raise RobostackError(
+                    f"{where}: observation '{key}' staleness '{s.staleness}' (stamp or arrival)"
+                )
             if s.staleness == "stamp" and s.type not in STAMPED_TYPES:
-                raise RobostackError(f"{where}: observation '{key}' ({s.type}) has no header stamp to age it by")
+                raise RobostackError(
+                    f"{where}: observation '{key}' ({s.type}) has no header stamp to age it by"
+                )
             if s.type == "joint_state" and not s.joints:
                 raise RobostackError(
                     f"{where}: observation '{key}' (joint_state) must list its joints by name"
