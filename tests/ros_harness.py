@@ -96,7 +96,8 @@ class Harness:
         )
         self.send = {"state": True, "object": True}
         self.fixed_stamp = None  # a JointState stamp to republish (a driver resending an old reading)
-        self.sent: dict[str, float] = {}  # when each topic was last published (time.monotonic)
+        self.sent: dict[str, float] = {}
+        self.k = 0  # when each topic was last published (time.monotonic)
         self.node.create_timer(1.0 / RATE, self._publish)
         self.exec = rclpy.executors.SingleThreadedExecutor()
         self.exec.add_node(self.node)
@@ -118,7 +119,8 @@ class Harness:
             self.js.publish(msg)
             self.sent["state"] = time.monotonic()
         if self.send["object"]:
-            self.obj.publish(Float32MultiArray(data=[0.3, 0.1, 1.0, 0.0, 0.5, 0.5]))
+            self.k += 1  # the object drifts a little, so the policy's commands differ from message to message
+            self.obj.publish(Float32MultiArray(data=[0.3 + 1e-3 * (self.k % 200), 0.1, 1.0, 0.0, 0.5, 0.5]))
             self.sent["object"] = time.monotonic()
 
     def spin(self, seconds):

@@ -269,3 +269,35 @@ def test_cli_export_bad_input(tmp_path, exported):
     assert_one_line_error(
         run_cli_here("infer-bench", "--model", tmp_path / "none.onnx"), "no such model file"
     )
+
+
+def test_parity_on_a_trained_policy_at_its_real_steps(tmp_path, push_store):
+    """A policy trained through the CLI on real demonstrations, exported at the 10 DDIM steps its recipe uses, and
+    compared on observation histories taken from those demonstrations (not the untrained nets above)."""
+    from robostack.data import EpisodeStore
+    from robostack.policies.loading import load_any_policy
+
+    run = tmp_path / "run"
+    run_cli("train", "--config", "configs/policies/diffusion_push.yaml", "--data", push_store, "--out", run,
+            "--steps", "300", "--optim.warmup_steps=30", "--eval.episodes=0", check=True)  # fmt: skip
+    proc = run_cli("export", "--policy", run, "--out", tmp_path / "m.onnx", check=True)
+    assert "parity" in proc.stdout
+    meta = read_model_meta(tmp_path / "m.onnx")
+    assert meta.steps == 10, meta.steps
+    pol = load_any_policy(run)
+    losses = [json.loads(x)["loss"] for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert losses[-1] < 0.5 * losses[0], "the policy should have learned (loss at least halved)"
+    store = EpisodeStore(push_store)
+    t_o = pol.config.n_obs_steps
+    feed = {}
+    for k in pol.spec.obs:
+        rows = store.read(k)
+        starts = np.arange(0, len(rows) - t_o, max(1, (len(rows) - t_o) // 8))[:8]
+        feed[k] = np.stack([rows[s : s + t_o] for s in starts]).astype(np.float32)
+    noise = np.random.default_rng(3).standard_normal((len(starts), pol.config.horizon, 2)).astype(np.float32)
+    got = load(tmp_path / "m.onnx", "cpu").predict_chunk(feed, noise=noise)
+    with torch.no_grad():
+        ref = pol.predict_chunk(
+            {k: torch.as_tensor(v) for k, v in feed.items()}, noise=torch.as_tensor(noise)
+        )
+    assert got.shape == tuple(ref.shape) and np.abs(got - ref.numpy()).max() <= 1e-5
