@@ -63,7 +63,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
             )
         return 1
     if args.repair:
-        for line in repair_store(args.path):
+        for line in repair_store(args.path, findings):
             print(f"repaired: {line}")
         findings = validate_store(args.path, read_chunks=not args.quick)
         errors = [f for f in findings if f.severity == "error"]

@@ -44,7 +44,7 @@ def add(sub: argparse._SubParsersAction) -> None:
         "--seed",
         type=int,
         default=None,
-        help="first seed instead of a range's start (recorded as the " "range it falls in, or 'custom')",
+        help="first seed instead of a range's start (recorded as the range it falls in, or 'custom')",
     )
     p.add_argument("--video", default=None, help="folder for one video per worker")
     p.add_argument("--json", action="store_true")

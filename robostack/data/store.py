@@ -96,6 +96,21 @@ def data_keys(group: zarr.Group) -> list[str]:
     return out
 
 
+def episode_ends_problem(ends: np.ndarray) -> str:
+    """What is wrong with the episode ends on their own (shape, dtype, sign, order); empty when nothing is."""
+    if ends.ndim != 1:
+        return f"meta/episode_ends must be 1-D, has shape {ends.shape}"
+    if not np.issubdtype(ends.dtype, np.integer):
+        return f"meta/episode_ends has dtype {ends.dtype}, expected int64"
+    if np.any(ends < 0):
+        i = int(np.argmax(ends < 0))
+        return f"meta/episode_ends[{i}] = {int(ends[i])} is negative"
+    lengths = np.diff(np.concatenate([[0], ends]))
+    if np.any(lengths <= 0):
+        return f"meta/episode_ends is not strictly increasing (at episode {int(np.argmax(lengths <= 0))})"
+    return ""
+
+
 def commit_record_problems(group: zarr.Group, ends: np.ndarray, keys: list[str]) -> list[str]:
     """What is wrong with ``meta/episode_ends`` against the arrays it indexes and the episode table; [] if sound.
 
@@ -104,20 +119,11 @@ def commit_record_problems(group: zarr.Group, ends: np.ndarray, keys: list[str])
     The episode table's ``length`` column is an independent copy of each episode's length, written with the
     same commit, so it catches an end that is wrong but still inside the arrays.
     """
-    if ends.ndim != 1:
-        return [f"meta/episode_ends must be 1-D, has shape {ends.shape}"]
-    if not np.issubdtype(ends.dtype, np.integer):
-        return [f"meta/episode_ends has dtype {ends.dtype}, expected int64"]
-    if ends.size == 0:
-        return []
+    own = episode_ends_problem(ends)
+    if own or ends.size == 0:
+        return [own] if own else []
     ends = ends.astype(np.int64)
-    if np.any(ends < 0):
-        i = int(np.argmax(ends < 0))
-        return [f"meta/episode_ends[{i}] = {int(ends[i])} is negative"]
     lengths = np.diff(np.concatenate([[0], ends]))
-    if np.any(lengths <= 0):
-        i = int(np.argmax(lengths <= 0))
-        return [f"meta/episode_ends is not strictly increasing (at episode {i})"]
     out = []
     n = int(ends[-1])
     for key in keys:

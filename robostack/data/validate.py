@@ -6,7 +6,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import zarr
 
 from robostack.data.fs import WriterLock, list_partial_files
@@ -15,6 +14,7 @@ from robostack.data.store import (
     EpisodeStore,
     commit_record_problems,
     data_keys,
+    episode_ends_problem,
     refuse_if_commit_record_damaged,
 )
 from robostack.errors import StoreError
@@ -52,8 +52,7 @@ def validate_store(path: str | os.PathLike[str], *, read_chunks: bool = True) ->
         return [Finding("error", str(exc))]
     record = commit_record_problems(store.group, store.episode_ends, data_keys(store.group))
     out += [Finding("error", m) for m in record]
-    ends = store.episode_ends
-    if ends.size and (ends.ndim != 1 or np.any(np.diff(np.concatenate([[0], ends])) <= 0)):
+    if episode_ends_problem(store.episode_ends):
         return out  # every other check measures against the episode ends; against these they would mislead
     n_steps = store.n_steps
     present = data_keys(store.group)
@@ -122,16 +121,18 @@ def validate_store(path: str | os.PathLike[str], *, read_chunks: bool = True) ->
     return out
 
 
-def repair_store(path: str | os.PathLike[str]) -> list[str]:
+def repair_store(path: str | os.PathLike[str], findings: list[Finding] | None = None) -> list[str]:
     """Drop the uncommitted tail and leftover temporary files; touch nothing committed. Returns what it did.
 
     Only a store whose commit record checks out against its arrays and its episode table is repaired: the
     tail is defined by that record, so trusting a damaged one would cut committed rows or keep garbage.
     Any other error is refused too (raises StoreError, nothing changed): --repair fixes what an interrupted
-    writer leaves, and nothing else.
+    writer leaves, and nothing else. ``findings``: a validation of the store just made (the CLI's), so its
+    chunks are not all read a second time; the commit record is checked again under the lock either way.
     """
     path = Path(path)
-    errors = [f.message for f in validate_store(path) if f.severity == "error"]
+    findings = validate_store(path) if findings is None else findings
+    errors = [f.message for f in findings if f.severity == "error"]
     if errors:
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         raise StoreError(

@@ -24,15 +24,13 @@ class SeedRange:
     stop: int
     purpose: str
 
-    def seeds(self, episodes: int, offset: int = 0) -> range:
-        """``episodes`` consecutive seeds from ``start + offset``; refuses to run past the range."""
-        first = self.start + offset
-        if offset < 0 or first + episodes > self.stop:
+    def seeds(self, episodes: int) -> range:
+        """The first ``episodes`` seeds of the range; refuses to run past it."""
+        if self.start + episodes > self.stop:
             raise RobostackError(
-                f"{episodes} episodes from offset {offset} leave the '{self.name}' seed range "
-                f"[{self.start}, {self.stop})"
+                f"{episodes} episodes leave the '{self.name}' seed range [{self.start}, {self.stop})"
             )
-        return range(first, first + episodes)
+        return range(self.start, self.start + episodes)
 
 
 RANGES: dict[str, SeedRange] = {
@@ -45,8 +43,6 @@ RANGES: dict[str, SeedRange] = {
         SeedRange("test", 1_000_000, 2_000_000, "reported results only"),
     )
 }
-DEMO_SEEDS_BELOW = 100_000
-"""Demonstration stores use seeds under this bound, so evaluation episodes are never training episodes."""
 
 
 def seed_range(name: str) -> SeedRange:

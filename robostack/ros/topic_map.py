@@ -35,6 +35,7 @@ import numpy as np
 import yaml
 
 from robostack.errors import RobostackError, SpecError
+from robostack.ros.safety import COMMAND_INTERFACES
 
 OBS_TYPES = ("joint_state", "float32_array", "pose", "image")
 STAMPED_TYPES = ("joint_state", "pose", "image")
@@ -124,9 +125,9 @@ class TopicMap:
             raise RobostackError(
                 f"{where}: command type '{sink.type}' (choose from {', '.join(COMMAND_TYPES)})"
             )
-        if sink.interface not in ("velocity", "effort", "position"):
+        if sink.interface not in COMMAND_INTERFACES:
             raise RobostackError(
-                f"{where}: command interface '{sink.interface}' (choose from velocity, effort, position)"
+                f"{where}: command interface '{sink.interface}' (choose from {', '.join(COMMAND_INTERFACES)})"
             )
         if sink.type == "joint_trajectory" and not sink.joints:
             raise RobostackError(f"{where}: a joint_trajectory command must list its joints")
