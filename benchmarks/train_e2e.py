@@ -35,8 +35,9 @@ def run_side(side: str, args: argparse.Namespace) -> dict:
     data = make_dataset(args.dataset, Path(args.work))
     overrides = [f"steps={args.steps}", "compile=true", f"seed={args.seed}"]
     cfg = train_config(args.policy, data, overrides)
+    from robostack.algos.bc import train
     from robostack.bench.lerobot_run import train_lerobot
-    from robostack.train.trainer import read_metrics, recorded_train_seconds, train
+    from robostack.train.run_log import read_metrics, recorded_train_seconds
 
     t0 = time.perf_counter()  # imports done: both walls start at the same point
     if side == "lerobot":

@@ -33,7 +33,7 @@ def main() -> None:
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache  # before torch is imported
 
     from robostack.bench.runner import SIDE_BY_SIDE_CHUNK, load_suite, start_run
-    from robostack.train.trainer import recorded_train_seconds
+    from robostack.train.run_log import recorded_train_seconds
     from robostack.utils.generators import alternate
 
     out = Path(args.out) / f"{args.cache}-seed{args.seed}"

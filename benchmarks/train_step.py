@@ -28,7 +28,7 @@ from robostack.policies.checkpoint import build_policy
 from robostack.policies.unet1d import store_conv_weights_channels_last
 from robostack.train.adamw import SharedStepAdamW
 from robostack.train.compiled import compile_for_training
-from robostack.train.trainer import EMAUpdater
+from robostack.train.optim import EMAUpdater
 from robostack.utils.table import format_table
 
 OBS = {"obs/state": FeatureSpec("float32", (4,)), "obs/object": FeatureSpec("float32", (6,))}

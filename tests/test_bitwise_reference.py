@@ -22,11 +22,11 @@ import onnx
 import pytest
 import torch
 
+from robostack.algos.bc import train
 from robostack.config import from_dict
 from robostack.data import EpisodeWriter, FeatureSpec, StoreInfo
 from robostack.export import ExportConfig, export_policy
 from robostack.train.config import TrainConfig
-from robostack.train.trainer import train
 
 from conftest import random_episode
 

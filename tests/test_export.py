@@ -275,7 +275,7 @@ def test_parity_on_a_trained_policy_at_its_real_steps(tmp_path, push_store):
     """A policy trained through the CLI on real demonstrations, exported at the 10 DDIM steps its recipe uses, and
     compared on observation histories taken from those demonstrations (not the untrained nets above)."""
     from robostack.data import EpisodeStore
-    from robostack.policies.loading import load_any_policy
+    from robostack.runtime.loader import load_any_policy
 
     run = tmp_path / "run"
     run_cli("train", "--config", "configs/policies/diffusion_push.yaml", "--data", push_store, "--out", run,

@@ -317,7 +317,7 @@ def test_obs_noise_perturbs_training_only():
 
 
 def test_ema_update_by_hand_and_after_an_in_place_load():
-    from robostack.train.trainer import EMAUpdater
+    from robostack.train.optim import EMAUpdater
 
     model, ema = torch.nn.Linear(2, 1), torch.nn.Linear(2, 1)
     model.register_buffer("count", torch.tensor([3.0]))

@@ -9,9 +9,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from robostack.algos.bc import iter_train, train
 from robostack.bench.lerobot_run import iter_train_lerobot, train_lerobot
 from robostack.bench.runner import train_config
-from robostack.train.trainer import iter_train, read_metrics, train
+from robostack.train.run_log import read_metrics
 from robostack.utils.generators import alternate, drain
 
 TINY = [

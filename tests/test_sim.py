@@ -224,7 +224,7 @@ def test_recovery_demos_flag_their_perturbations_and_train_only_on_the_expert(tm
     from robostack.data.buffer import EpisodeFilter
     from robostack.data.schema import QUALITIES
     from robostack.sim.quality import TIERS
-    from robostack.train.trainer import load_training_data
+    from robostack.train.data import load_training_data
 
     assert set(TIERS) - {"mixed"} <= set(QUALITIES)  # every tier an episode is generated with can be stored
     out = tmp_path / "recovery.zarr"

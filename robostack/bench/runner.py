@@ -187,8 +187,9 @@ class PendingRun:
 
 
 def start_run(run: dict[str, Any], out_dir: Path, eval_workers: int) -> PendingRun:
+    from robostack.algos.bc import iter_train
     from robostack.eval.evaluate import evaluate
-    from robostack.train.trainer import iter_train, read_metrics, recorded_train_seconds
+    from robostack.train.run_log import read_metrics, recorded_train_seconds
 
     name = run["name"]
     data = make_dataset(run["dataset"], out_dir)

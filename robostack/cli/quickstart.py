@@ -72,13 +72,13 @@ def _stage(n: int, title: str) -> None:
 
 
 def run_quickstart(cfg: QuickstartConfig) -> dict:
+    from robostack.algos.bc import train
     from robostack.data.buffer import load_buffer
     from robostack.data.info import format_summary, store_summary
     from robostack.data.validate import validate_store
     from robostack.eval.evaluate import evaluate
     from robostack.export import ExportConfig, export_policy
     from robostack.sim.demos import DemoConfig, generate_demos
-    from robostack.train.trainer import train
     from robostack.utils.plots import plot_push_trajectories
 
     run = Path(cfg.out)

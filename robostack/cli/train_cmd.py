@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from robostack.cli.choices import policy_families
+
 EPILOG = """Overrides: any config field as --a.b=value, e.g. --optim.lr=3e-4 --policy.unet.down_dims=[64,128,256]
 --policy.num_inference_steps=16 --eval.every=1000. The resolved config is saved as <out>/config.yaml."""
 
@@ -14,8 +16,9 @@ def add(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a policy on an episode store", epilog=EPILOG)
     p.add_argument(
         "--policy",
-        choices=["diffusion", "flow", "gaussian"],
-        help="policy family (or policy.type in --config)",
+        choices=policy_families(),
+        metavar="FAMILY",
+        help="policy family: %(choices)s (or policy.type in --config)",
     )
     p.add_argument("--data", help="episode store (or data.path in --config)")
     p.add_argument("--out", required=True, help="run folder")
@@ -94,7 +97,7 @@ def resolve_train_config(args: argparse.Namespace, overrides: list[str]):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from robostack.train.trainer import train
+    from robostack.algos.bc import train
 
     cfg = resolve_train_config(args, getattr(args, "overrides", []))
     run = train(cfg, args.out, resume=args.resume)
@@ -142,8 +145,8 @@ def _first_seed(args: argparse.Namespace) -> int:
 def _eval_ros(args: argparse.Namespace) -> int:
     from robostack.errors import RobostackError
     from robostack.eval.evaluate import check_policy_fits_task
-    from robostack.policies.loading import is_exported_model, read_any_spec
     from robostack.ros.closed_loop import ClosedLoopConfig, run_closed_loop
+    from robostack.runtime.loader import is_exported_model, read_any_spec
     from robostack.utils.table import format_table
 
     if not is_exported_model(args.policy):

@@ -96,7 +96,7 @@ def _init(
 
     os.environ.setdefault("MUJOCO_GL", "egl")
     torch.set_num_threads(1)  # one thread per worker process; processes give the parallelism
-    from robostack.policies.loading import load_any_policy
+    from robostack.runtime.loader import load_any_policy
     from robostack.sim.registry import make_task
 
     policy = load_any_policy(policy_path, threads=1)
@@ -219,7 +219,7 @@ def evaluate(
     n_action_steps: int | None = None,
     num_steps: int | None = None,
 ) -> EvalResult:
-    from robostack.policies.loading import load_any_policy, read_any_spec
+    from robostack.runtime.loader import load_any_policy, read_any_spec
 
     if episodes < 1:
         raise RobostackError("--episodes must be at least 1")

@@ -20,18 +20,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 import torch
-from torch import nn
 
 import robostack
 from robostack.config import save_yaml
 from robostack.data.normalize import STATS_FILE
 from robostack.errors import RobostackError
-from robostack.export.gaussian_graph import GaussianMeanGraph
-from robostack.export.metadata import ACTION_OUTPUT, NOISE_INPUT, ModelMeta, config_hash
 from robostack.policies.base import Policy
 from robostack.policies.checkpoint import POLICY_JSON, WEIGHTS, load_policy, read_policy_meta
 from robostack.policies.loading import resolve_policy_folder
+from robostack.runtime.model_meta import ACTION_OUTPUT, NOISE_INPUT, ModelMeta, config_hash
 from robostack.utils.table import format_table
 
 PARITY_TOL_FP32 = 1e-5
@@ -81,29 +80,6 @@ class ExportReport:
         return format_table(["export", ""], rows)
 
 
-class ExportGraph(nn.Module):
-    """Positional-input wrapper the ONNX tracer needs: (obs_1, ..., obs_n, noise) -> action chunk."""
-
-    def __init__(self, policy: Policy, keys: list[str], steps: int | None) -> None:
-        super().__init__()
-        self.policy = policy
-        self.keys = keys
-        self.steps = steps
-
-    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
-        obs = dict(zip(self.keys, inputs[:-1], strict=True))
-        return self.policy.predict_chunk(obs, noise=inputs[-1], num_steps=self.steps)
-
-
-def noise_shape(policy: Policy) -> tuple[int, int]:
-    return policy.config.horizon, policy.spec.action.shape[0]
-
-
-def takes_noise(policy: Policy) -> bool:
-    """Denoising graphs take their initial noise as an input; a Gaussian policy's graph is its mean."""
-    return policy.config.type != "gaussian"
-
-
 def random_inputs(policy: Policy, batch: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Fresh observation histories spread over the training range (slightly beyond it) plus noise."""
     out: dict[str, np.ndarray] = {}
@@ -114,12 +90,12 @@ def random_inputs(policy: Policy, batch: int, rng: np.random.Generator) -> dict[
             out[k] = rng.integers(0, 256, size=shape, dtype=np.uint8)
             continue
         norm = policy.normalizer
-        lo = norm._get(k, "min").cpu().numpy()
-        hi = norm._get(k, "max").cpu().numpy()
+        lo = norm.stat(k, "min").cpu().numpy()
+        hi = norm.stat(k, "max").cpu().numpy()
         u = rng.uniform(-0.1, 1.1, size=shape)
         out[k] = (lo + u * (hi - lo)).astype(np.float32)
-    if takes_noise(policy):
-        out[NOISE_INPUT] = rng.standard_normal((batch, *noise_shape(policy))).astype(np.float32)
+    if policy.takes_noise:
+        out[NOISE_INPUT] = rng.standard_normal((batch, *policy.noise_shape)).astype(np.float32)
     return out
 
 
@@ -131,8 +107,6 @@ def torch_reference(policy: Policy, feed: dict[str, np.ndarray], steps: int | No
 
 
 def _atomic_save(model: Any, path: Path) -> None:
-    import onnx
-
     tmp = path.with_name(path.name + ".partial")
     onnx.save(model, str(tmp))
     os.replace(tmp, path)
@@ -156,40 +130,58 @@ def _ort_run(path: Path, feed: dict[str, np.ndarray]) -> np.ndarray:
 
 
 def export_policy(cfg: ExportConfig) -> ExportReport:
-    import onnx
-
+    """Trace, check and write ``cfg.out`` (+ fp16 variant, sidecar policy folder and export config)."""
     folder = resolve_policy_folder(cfg.policy)
     meta_json = read_policy_meta(folder)
     policy = load_policy(folder).eval()
-    family = policy.config.type
-    if family == "gaussian":
-        if cfg.steps:
-            raise RobostackError(
-                "--steps applies to diffusion and flow policies; a Gaussian MLP has no steps"
-            )
-        steps = 0
-    else:
-        steps = cfg.steps or policy.num_steps  # type: ignore[attr-defined]
-        if family == "diffusion" and not 1 <= steps <= policy.config.num_train_steps:  # type: ignore[attr-defined]
-            raise RobostackError(f"--steps must be in [1, {policy.config.num_train_steps}]")  # type: ignore[attr-defined]
-        if steps < 1:
-            raise RobostackError("--steps must be at least 1")
+    steps = (
+        _no_steps(policy, cfg)
+        if not policy.num_steps
+        else policy.check_num_steps(cfg.steps or policy.num_steps)
+    )
     out = Path(cfg.out)
     if out.suffix != ".onnx":
         raise RobostackError(f"--out must end in .onnx, got {out}")
     out.parent.mkdir(parents=True, exist_ok=True)
 
-    keys = list(policy.spec.obs)
-    rng = np.random.default_rng(cfg.noise_seed + 1)
-    example = random_inputs(policy, 1, rng)
-    if takes_noise(policy):
-        graph: nn.Module = ExportGraph(policy, keys, steps or None).eval()
-        names = [*keys, NOISE_INPUT]
-    else:
-        graph = GaussianMeanGraph(policy, keys).eval()  # type: ignore[arg-type]
-        names = keys
+    names = [*policy.spec.obs, *([NOISE_INPUT] if policy.takes_noise else [])]
     t0 = time.perf_counter()
-    tmp = out.with_name(out.name + ".trace")
+    model = trace_graph(policy, names, steps, cfg)
+    meta = model_meta(policy, meta_json, steps, names, cfg.noise_seed)
+    model.doc_string = f"robostack {policy.family} policy exported from {folder}"
+    _set_props(model, meta.to_props())
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except Exception as exc:
+        raise RobostackError(f"exported graph fails onnx.checker: {exc}") from None
+    _atomic_save(model, out)
+    report = ExportReport(
+        path=str(out),
+        family=policy.family,
+        steps=steps,
+        parity_max_abs=0.0,
+        export_seconds=time.perf_counter() - t0,
+        size_mb=out.stat().st_size / 1e6,
+    )
+    feed, got = check_parity(policy, out, steps, cfg, report)
+    if cfg.fp16:
+        _export_fp16(model, meta, out, feed, got, report)
+    write_sidecar(folder, out)
+    save_yaml(asdict(cfg), out.with_suffix(".export.yaml"))
+    return report
+
+
+def _no_steps(policy: Policy, cfg: ExportConfig) -> int:
+    if cfg.steps:
+        raise RobostackError(f"--steps: {policy.family} policies have no denoising or integration steps")
+    return 0
+
+
+def trace_graph(policy: Policy, names: list[str], steps: int, cfg: ExportConfig) -> Any:
+    """The policy's export graph traced to an ONNX model (batch dimension dynamic)."""
+    graph = policy.export_graph(list(policy.spec.obs), steps or None).eval()
+    example = random_inputs(policy, 1, np.random.default_rng(cfg.noise_seed + 1))
+    tmp = Path(cfg.out).with_name(Path(cfg.out).name + ".trace")
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
@@ -205,16 +197,23 @@ def export_policy(cfg: ExportConfig) -> ExportReport:
         )
     model = onnx.load(str(tmp))
     tmp.unlink()
-    meta = ModelMeta(
-        family=family,
+    return model
+
+
+def model_meta(
+    policy: Policy, meta_json: dict[str, Any], steps: int, names: list[str], noise_seed: int
+) -> ModelMeta:
+    """What the runtime needs to know about the graph, from the policy and its folder's ``policy.json``."""
+    return ModelMeta(
+        family=policy.family,
         spec=policy.spec,
         n_obs_steps=policy.config.n_obs_steps,
         horizon=policy.config.horizon,
         n_action_steps=policy.config.n_action_steps,
         steps=steps,
-        noise="gaussian" if takes_noise(policy) else "none",
-        noise_shape=list(noise_shape(policy)) if takes_noise(policy) else [],
-        noise_seed=cfg.noise_seed,
+        noise="gaussian" if policy.takes_noise else "none",
+        noise_shape=list(policy.noise_shape) if policy.takes_noise else [],
+        noise_seed=noise_seed,
         stats_hash=meta_json.get("stats_hash", ""),
         config_hash=config_hash(meta_json.get("train_config") or meta_json["config"]),
         robostack_version=robostack.__version__,
@@ -222,15 +221,12 @@ def export_policy(cfg: ExportConfig) -> ExportReport:
         policy_config=meta_json["config"],
         data=meta_json.get("data", {}),
     )
-    model.doc_string = f"robostack {family} policy exported from {folder}"
-    _set_props(model, meta.to_props())
-    try:
-        onnx.checker.check_model(model, full_check=True)
-    except Exception as exc:
-        raise RobostackError(f"exported graph fails onnx.checker: {exc}") from None
-    _atomic_save(model, out)
-    export_s = time.perf_counter() - t0
 
+
+def check_parity(
+    policy: Policy, out: Path, steps: int, cfg: ExportConfig, report: ExportReport
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The written model against PyTorch on fresh inputs; a graph that disagrees is deleted and refused."""
     feed = random_inputs(policy, cfg.parity_batch, np.random.default_rng(cfg.noise_seed + 2))
     ref = torch_reference(policy, feed, steps or None)
     got = _ort_run(out, feed)
@@ -238,27 +234,21 @@ def export_policy(cfg: ExportConfig) -> ExportReport:
     if not err <= FAIL_TOL_FP32:
         out.unlink()
         raise RobostackError(f"exported graph disagrees with PyTorch (max abs error {err:.2e}); not written")
-    report = ExportReport(
-        path=str(out),
-        family=family,
-        steps=steps,
-        parity_max_abs=err,
-        export_seconds=export_s,
-        size_mb=out.stat().st_size / 1e6,
-    )
+    report.parity_max_abs = err
     if err > PARITY_TOL_FP32:
         report.notes.append(f"parity {err:.1e} is above the {PARITY_TOL_FP32:.0e} target")
-    if cfg.fp16:
-        _export_fp16(model, meta, out, feed, got, report)
+    return feed, got
 
+
+def write_sidecar(folder: Path, out: Path) -> None:
+    """``<out>.policy/``: the inference weights (not the optimiser state) as a policy folder, for the runtime's
+    PyTorch backend."""
     sidecar = out.with_suffix(".policy")
     if sidecar.exists():
         shutil.rmtree(sidecar)
     sidecar.mkdir()
-    for name in (POLICY_JSON, WEIGHTS, STATS_FILE):  # the inference weights, not the optimiser state
+    for name in (POLICY_JSON, WEIGHTS, STATS_FILE):
         shutil.copy2(folder / name, sidecar / name)
-    save_yaml(asdict(cfg), out.with_suffix(".export.yaml"))
-    return report
 
 
 def _set_props(model: Any, props: dict[str, str]) -> None:

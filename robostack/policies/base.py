@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -31,7 +31,7 @@ class PolicyConfig:
     """Fields every policy family shares (names follow Diffusion Policy)."""
 
     type: str = ""
-    """Registry name: diffusion | flow | gaussian (set by each family)."""
+    """Registered family name (``robostack.policies.registry``); each family's config sets its own."""
     horizon: int = 16
     """T_p: predicted actions per chunk."""
     n_obs_steps: int = 2
@@ -134,6 +134,11 @@ class Policy(nn.Module, ABC):
     """Base class: spec checks, the history/queue wrapper, and the interface the trainer and evaluator use."""
 
     config: PolicyConfig
+    family: ClassVar[str] = ""
+    """Registered name, set by ``register_policy``."""
+    takes_noise: ClassVar[bool] = True
+    """The sampler starts from a noise sample of ``noise_shape`` per batch element, which exported graphs take as an
+    input (so a model and its PyTorch policy can be compared exactly); False for one-shot policies."""
 
     def __init__(self, config: PolicyConfig, spec: PolicySpec) -> None:
         super().__init__()
@@ -170,6 +175,31 @@ class Policy(nn.Module, ABC):
 
         ``noise`` (B, T_p, Da) fixes the sampler's start (exported graphs take it as an input); ``num_steps``
         overrides the configured number of denoising/integration steps (ignored by one-shot policies)."""
+
+    @property
+    def noise_shape(self) -> tuple[int, int]:
+        """Per-sample shape of the sampler's starting noise: the whole predicted chunk (T_p, Da)."""
+        return self.config.horizon, self.spec.action.shape[0]
+
+    @property
+    def num_steps(self) -> int:
+        """Network evaluations per chunk as configured (denoising or integration steps); 0 for one-shot policies."""
+        return 0
+
+    def check_num_steps(self, n: int) -> int:
+        """``n`` if this policy can sample with ``n`` steps, else a RobostackError saying what it accepts."""
+        raise RobostackError(f"a {self.family} policy has no denoising or integration steps")
+
+    def set_num_steps(self, n: int) -> None:
+        """Sample with ``n`` steps from now on (an inference-time choice, no retraining)."""
+        self.check_num_steps(n)
+
+    def export_graph(self, keys: list[str], steps: int | None) -> nn.Module:
+        """The module ``robostack export`` traces: positional inputs (the ``keys`` histories, then the noise where
+        the policy takes it) -> the executed chunk, ``steps`` sampler steps unrolled (None: the configured ones)."""
+        from robostack.policies.graph import ChunkGraph
+
+        return ChunkGraph(self, keys, steps)
 
     def check_obs(self, obs: dict[str, Any], batched: bool) -> None:
         self.spec.check_obs(obs, batched)

@@ -83,21 +83,16 @@ class DenoisingPolicy(Policy):
         """Noise (B, T_p, Da) -> a normalised action sequence in [-1, 1] (``num_steps``: None = configured)."""
 
     @property
-    def num_steps(self) -> int:
-        """Network evaluations per chunk as configured (DDIM or integration steps)."""
-        cfg = self.config
-        return int(getattr(cfg, "num_inference_steps", 0) or getattr(cfg, "num_integration_steps", 0))
+    def max_num_steps(self) -> int | None:
+        """Most sampler steps the family can take (None: no limit)."""
+        return None
 
-    def set_num_steps(self, n: int) -> None:
-        """Denoise with ``n`` DDIM / integration steps from now on (an inference-time choice, no retraining)."""
-        most = getattr(self.config, "num_train_steps", None)
+    def check_num_steps(self, n: int) -> int:
+        most = self.max_num_steps
         if n < 1 or (most is not None and n > most):
             bound = f"[1, {most}]" if most is not None else ">= 1"
             raise RobostackError(f"the number of denoising steps must be in {bound} for this policy, got {n}")
-        name = (
-            "num_inference_steps" if hasattr(self.config, "num_inference_steps") else "num_integration_steps"
-        )
-        setattr(self.config, name, int(n))
+        return int(n)
 
     def predict_chunk(
         self,

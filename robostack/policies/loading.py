@@ -1,4 +1,4 @@
-"""Resolve what users pass as ``--policy``: a training run folder, a checkpoint folder or an exported .onnx model."""
+"""Resolve a training run folder or a checkpoint folder to the policy folder to load (exported models: runtime)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,7 @@ import os
 from pathlib import Path
 
 from robostack.errors import RobostackError
-from robostack.policies.base import Policy, PolicySpec
-from robostack.policies.checkpoint import POLICY_JSON, load_policy, read_policy_meta
+from robostack.policies.checkpoint import POLICY_JSON
 
 LAST = "last"
 
@@ -25,24 +24,3 @@ def resolve_policy_folder(path: str | os.PathLike[str]) -> Path:
         if (ckpt / POLICY_JSON).is_file():
             return ckpt
     raise RobostackError(f"{p}: neither a policy folder nor a training run with a checkpoint")
-
-
-def is_exported_model(path: str | os.PathLike[str]) -> bool:
-    return Path(path).suffix == ".onnx"
-
-
-def load_any_policy(path: str | os.PathLike[str], device: str = "cpu", threads: int = 0) -> Policy:
-    """A PyTorch policy, or for a .onnx path the onnxruntime policy (same inference contract)."""
-    if is_exported_model(path):
-        from robostack.runtime import load
-
-        return load(path, device=device, backend="onnxruntime", threads=threads)
-    return load_policy(resolve_policy_folder(path), device=device)
-
-
-def read_any_spec(path: str | os.PathLike[str]) -> PolicySpec:
-    if is_exported_model(path):
-        from robostack.export.metadata import read_model_meta
-
-        return read_model_meta(path).spec
-    return PolicySpec.from_json(read_policy_meta(resolve_policy_folder(path))["spec"])

@@ -36,17 +36,18 @@ class Normalizer(nn.Module):
             self.register_buffer(f"{_buffer_name(k)}__min", lo)
             self.register_buffer(f"{_buffer_name(k)}__max", hi)
 
-    def _get(self, key: str, what: str) -> torch.Tensor:
+    def stat(self, key: str, what: str) -> torch.Tensor:
+        """One statistic buffer of ``key``: ``min``, ``max``, or the normalising ``scale`` and ``offset``."""
         try:
             return getattr(self, f"{_buffer_name(key)}__{what}")
         except AttributeError:
             raise RobostackError(f"no normalisation statistics for key '{key}'") from None
 
     def normalize(self, key: str, x: torch.Tensor) -> torch.Tensor:
-        return x * self._get(key, "scale") + self._get(key, "offset")
+        return x * self.stat(key, "scale") + self.stat(key, "offset")
 
     def unnormalize(self, key: str, y: torch.Tensor) -> torch.Tensor:
-        lo, hi = self._get(key, "min"), self._get(key, "max")
+        lo, hi = self.stat(key, "min"), self.stat(key, "max")
         # One multiply-add whose coefficients depend on buffers only (an exported graph folds them to constants);
         # constant dimensions get scale 0 and come back as their constant value.
         half = torch.where(hi - lo > 1e-6, 0.5 * (hi - lo), torch.zeros_like(lo))

@@ -1,37 +1,67 @@
-"""Policy families registered by decorator; an unknown name lists the valid choices."""
+"""Policy families, registered by decorator: the one place ``robostack train``, the CLI's choices, the exporter, both
+runtimes and the bench runner learn which families exist.
+
+A family is a module in ``robostack/policies/families/`` (every module there is imported on first use), or, for a
+family that lives in another package, a module named by that package's ``robostack.policies`` entry point. Its
+``Policy`` subclass carries ``@register_policy("name", ConfigClass)``; an unknown name lists the valid choices.
+"""
 
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from collections.abc import Callable
+from importlib.metadata import entry_points
 from typing import Any
 
 from robostack.errors import RobostackError
 
-_POLICIES: dict[str, tuple[type, type]] = {}
-_MODULES = {"diffusion": "robostack.policies.diffusion", "flow": "robostack.policies.flow",
-            "gaussian": "robostack.policies.gaussian"}  # fmt: skip
+ENTRY_POINT_GROUP = "robostack.policies"
+_FAMILIES: dict[str, tuple[type, type]] = {}
+_discovered = False
 
 
 def register_policy(name: str, config_cls: type) -> Callable[[type], type]:
     def deco(cls: type) -> type:
-        _POLICIES[name] = (cls, config_cls)
+        known = _FAMILIES.get(name)
+        if known is not None and known[0].__qualname__ != cls.__qualname__:
+            raise RobostackError(
+                f"policy family '{name}' is registered twice ({known[0].__module__}, {cls.__module__})"
+            )
+        _FAMILIES[name] = (cls, config_cls)
+        cls.family = name
         return cls
 
     return deco
 
 
+def _discover() -> None:
+    global _discovered
+    if _discovered:
+        return
+    _discovered = True
+    from robostack.policies import families
+
+    for mod in pkgutil.iter_modules(families.__path__):
+        importlib.import_module(f"{families.__name__}.{mod.name}")
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            ep.load()
+        except Exception as exc:  # a broken plug-in names itself instead of breaking every command
+            raise RobostackError(f"policy plug-in '{ep.name}' ({ep.value}) failed to load: {exc}") from None
+
+
 def policy_names() -> list[str]:
-    return list(_MODULES)
+    _discover()
+    return sorted(_FAMILIES)
 
 
 def policy_classes(name: str) -> tuple[type, type]:
-    """(policy class, config class) for a registered name; imports the family's module lazily."""
-    if name not in _MODULES:
-        raise RobostackError(f"unknown policy '{name}' (choose from {', '.join(_MODULES)})")
-    if name not in _POLICIES:
-        importlib.import_module(_MODULES[name])
-    return _POLICIES[name]
+    """(policy class, config class) of a registered family."""
+    _discover()
+    if name not in _FAMILIES:
+        raise RobostackError(f"unknown policy '{name}' (choose from {', '.join(policy_names())})")
+    return _FAMILIES[name]
 
 
 def make_config(name: str, **fields: Any) -> Any:

@@ -81,7 +81,7 @@ def run_closed_loop(cfg: ClosedLoopConfig) -> ClosedLoopResult:
         raise RobostackError(
             f"ROS 2 (rclpy) is not installed here ({exc}); pip install -e '.[ros]'"
         ) from None
-    from robostack.export.metadata import read_model_meta
+    from robostack.runtime.model_meta import read_model_meta
     from robostack.sim.registry import task_spec
 
     meta = read_model_meta(cfg.model)

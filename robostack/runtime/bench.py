@@ -163,8 +163,8 @@ def run_infer_bench(cfg: BenchConfig) -> InferBenchReport:
     import onnxruntime as ort
     import torch
 
-    from robostack.export.metadata import read_model_meta
     from robostack.runtime.loader import load
+    from robostack.runtime.model_meta import read_model_meta
     from robostack.runtime.providers import has_cuda_provider
 
     model = Path(cfg.model)

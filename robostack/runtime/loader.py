@@ -94,13 +94,14 @@ def load(
 
 
 def _load_torch(p: Path, device: str, threads: int, warmup: int, mode: str | None) -> Any:
-    from robostack.policies.loading import load_any_policy
+    from robostack.policies.checkpoint import load_policy
+    from robostack.policies.loading import resolve_policy_folder
     from robostack.runtime.torch_policy import TorchRuntimePolicy
 
-    steps, seed, takes_noise = None, 0, True
+    steps, seed = None, 0
     folder: Path = p
     if p.suffix == ".onnx":
-        from robostack.export.metadata import read_model_meta
+        from robostack.runtime.model_meta import read_model_meta
 
         meta = read_model_meta(p)
         folder = p.with_suffix(".policy")
@@ -108,7 +109,33 @@ def _load_torch(p: Path, device: str, threads: int, warmup: int, mode: str | Non
             raise RobostackError(
                 f"{p}: the torch backend needs {folder.name}/ beside the model (re-export it)"
             )
-        steps, seed, takes_noise = meta.steps or None, meta.noise_seed, meta.noise != "none"
-    policy = load_any_policy(folder)
+        steps, seed = meta.steps or None, meta.noise_seed
+    policy = load_policy(resolve_policy_folder(folder))
     mode = mode or ("cudagraph" if device == "cuda" else "eager")
-    return TorchRuntimePolicy(policy, device, mode, steps, seed, threads, warmup, takes_noise=takes_noise)
+    return TorchRuntimePolicy(policy, device, mode, steps, seed, threads, warmup)
+
+
+def is_exported_model(path: str | os.PathLike[str]) -> bool:
+    return Path(path).suffix == ".onnx"
+
+
+def load_any_policy(path: str | os.PathLike[str], device: str = "cpu", threads: int = 0) -> Any:
+    """What users pass as ``--policy``: a training run or policy folder -> the PyTorch policy; an exported .onnx ->
+    the onnxruntime policy (the same inference contract)."""
+    from robostack.policies.checkpoint import load_policy
+    from robostack.policies.loading import resolve_policy_folder
+
+    if is_exported_model(path):
+        return load(path, device=device, backend="onnxruntime", threads=threads)
+    return load_policy(resolve_policy_folder(path), device=device)
+
+
+def read_any_spec(path: str | os.PathLike[str]) -> PolicySpec:
+    """The spec of a policy folder, run or exported model, without building the policy."""
+    from robostack.policies.checkpoint import read_policy_meta
+    from robostack.policies.loading import resolve_policy_folder
+    from robostack.runtime.model_meta import read_model_meta
+
+    if is_exported_model(path):
+        return read_model_meta(path).spec
+    return PolicySpec.from_json(read_policy_meta(resolve_policy_folder(path))["spec"])

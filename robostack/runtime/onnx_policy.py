@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 
 from robostack.errors import RobostackError, SpecError
-from robostack.export.metadata import ACTION_OUTPUT, NOISE_INPUT, ModelMeta
 from robostack.runtime.contract import RuntimePolicy
+from robostack.runtime.model_meta import ACTION_OUTPUT, NOISE_INPUT, ModelMeta
 from robostack.runtime.providers import check_active, providers_for
 
 
@@ -175,14 +175,11 @@ class OnnxPolicy(RuntimePolicy):
     def _fill_noise(self, dst: dict[str, np.ndarray], noise: np.ndarray | None) -> None:
         if self.meta.noise == "none":
             if noise is not None:
-                raise SpecError("this model takes no noise: its graph is the Gaussian policy's mean")
+                raise SpecError(f"this model takes no noise: a {self.meta.family} policy's chunk is its mean")
             return
         buf = dst[NOISE_INPUT]
         if noise is None:
-            if self.meta.noise == "zeros":
-                buf.fill(0.0)
-            else:
-                self._rng.standard_normal(dtype=np.float32, out=buf)
+            self._rng.standard_normal(dtype=np.float32, out=buf)
             return
         noise = np.asarray(noise)
         if noise.shape != buf.shape:

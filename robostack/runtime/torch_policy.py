@@ -32,7 +32,6 @@ class TorchRuntimePolicy(RuntimePolicy):
         threads: int = 0,
         warmup: int = 2,
         tf32: bool = False,
-        takes_noise: bool = True,
     ) -> None:
         if mode not in MODES:
             raise RobostackError(f"unknown torch runtime mode '{mode}' (choose from {', '.join(MODES)})")
@@ -52,9 +51,8 @@ class TorchRuntimePolicy(RuntimePolicy):
         self.mode = mode
         self.backend = f"torch-{mode}"
         self.steps = steps
-        self.noise_shape = (policy.config.horizon, policy.spec.action.shape[0])
-        self.gaussian = policy.config.type == "gaussian"
-        self.takes_noise = takes_noise
+        self.noise_shape = policy.noise_shape
+        self.takes_noise = policy.takes_noise
         self._gen = torch.Generator(device="cpu").manual_seed(noise_seed)
         self._graphs: dict[int, tuple[Any, ...]] = {}
         # compile-cudagraph: inductor's fused kernels, replayed from one CUDA graph we record ourselves
@@ -73,10 +71,11 @@ class TorchRuntimePolicy(RuntimePolicy):
         self.spec.check_obs(obs, batched=True)
         b = next(iter(obs.values())).shape[0]
         if noise is not None and not self.takes_noise:
-            raise SpecError("this model takes no noise: its graph is the Gaussian policy's mean")
+            raise SpecError(f"this model takes no noise: a {self.policy.family} policy's chunk is its mean")
         if noise is None:
             shape = (b, *self.noise_shape)
-            noise_t = torch.zeros(shape) if self.gaussian else torch.randn(shape, generator=self._gen)
+            # a one-shot policy's chunk is its mean: zero noise (a static input for the CUDA graph)
+            noise_t = torch.randn(shape, generator=self._gen) if self.takes_noise else torch.zeros(shape)
         else:
             noise_t = torch.as_tensor(np.asarray(noise, dtype=np.float32))
             if tuple(noise_t.shape) != (b, *self.noise_shape):

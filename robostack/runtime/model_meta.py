@@ -40,10 +40,10 @@ class ModelMeta:
     horizon: int
     n_action_steps: int
     steps: int
-    """DDIM steps (diffusion) or integration steps (flow) unrolled in the graph; 0 for the Gaussian MLP."""
+    """Sampler steps unrolled in the graph (DDIM or integration steps); 0 for one-shot policies."""
     noise: str
-    """How the runtime fills the ``noise`` input by default: 'gaussian' (seeded normal), 'zeros' (a Gaussian
-    policy's mean, as models exported before the mean-only graph have it) or 'none' (no noise input: the graph is the mean)."""
+    """How the runtime fills the ``noise`` input by default: 'gaussian' (seeded normal) or 'none' (no noise input:
+    the graph is a one-shot policy's mean)."""
     noise_shape: list[int]
     """Per-sample noise shape (T_p, Da); empty when the graph takes no noise."""
     noise_seed: int

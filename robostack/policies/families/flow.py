@@ -35,6 +35,13 @@ class FlowConfig(DenoisingConfig):
 class FlowPolicy(DenoisingPolicy):
     config: FlowConfig
 
+    @property
+    def num_steps(self) -> int:
+        return self.config.num_integration_steps
+
+    def set_num_steps(self, n: int) -> None:
+        self.config.num_integration_steps = self.check_num_steps(n)
+
     def compute_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         cond = self.condition(batch, first=True)
         x0 = self.normalizer.normalize("action", batch["action"].float())

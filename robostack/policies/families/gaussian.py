@@ -26,6 +26,8 @@ from robostack.policies.registry import register_policy
 class GaussianConfig(PolicyConfig):
     type: str = "gaussian"
     horizon: int = 8
+    """Actions predicted per chunk, counted from the current step (the denoising families also predict the
+    T_o - 1 past ones); the training windows are T_o - 1 + horizon long."""
     n_action_steps: int = 8
     n_obs_steps: int = 1
     hidden_dims: list[int] = field(default_factory=lambda: [256, 256, 256])
@@ -35,7 +37,6 @@ class GaussianConfig(PolicyConfig):
     crop_ratio: float = 0.9
 
     def __post_init__(self) -> None:
-        # Here ``horizon`` counts actions from the current step on (no past actions are predicted).
         if self.n_obs_steps < 1 or not 1 <= self.n_action_steps <= self.horizon:
             raise RobostackError(
                 f"need n_obs_steps >= 1 and 1 <= n_action_steps ({self.n_action_steps}) <= horizon ({self.horizon})"
@@ -45,6 +46,7 @@ class GaussianConfig(PolicyConfig):
 @register_policy("gaussian", GaussianConfig)
 class GaussianPolicy(Policy):
     config: GaussianConfig
+    takes_noise = False  # a robot executes the mean; sampling around it (RL exploration) runs in PyTorch
 
     def __init__(self, config: GaussianConfig, spec: PolicySpec, stats: dict[str, KeyStats]) -> None:
         super().__init__(config, spec)
@@ -66,6 +68,11 @@ class GaussianPolicy(Policy):
         self.trunk = nn.Sequential(*layers)
         self.mean = nn.Linear(d, self.out_dim)
         self.log_std = nn.Linear(d, self.out_dim)
+
+    def export_graph(self, keys: list[str], steps: int | None) -> nn.Module:
+        from robostack.policies.families.gaussian_graph import GaussianMeanGraph
+
+        return GaussianMeanGraph(self, keys)
 
     def window_horizon(self) -> int:
         return self.config.n_obs_steps - 1 + self.config.horizon

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from robostack.policies.activations import Mish, exp_mish
-from robostack.policies.gaussian import GaussianPolicy
+from robostack.policies.families.gaussian import GaussianPolicy
 
 
 class GaussianMeanGraph(nn.Module):
@@ -51,8 +51,8 @@ class GaussianMeanGraph(nn.Module):
                 cols = torch.tensor(
                     [t * per_step + start + j for t in range(cfg.n_obs_steps) for j in range(d)]
                 )
-                scale = norm._get(k, "scale").reshape(-1).repeat(cfg.n_obs_steps)
-                offset = norm._get(k, "offset").reshape(-1).repeat(cfg.n_obs_steps)
+                scale = norm.stat(k, "scale").reshape(-1).repeat(cfg.n_obs_steps)
+                offset = norm.stat(k, "offset").reshape(-1).repeat(cfg.n_obs_steps)
                 w = weight[:, cols]
                 bias = bias + w @ offset
                 blocks.append((w * scale).t().contiguous())
@@ -71,7 +71,7 @@ class GaussianMeanGraph(nn.Module):
         self.head = nn.Linear(policy.mean.in_features, rows)
         self.head.weight.data.copy_(policy.mean.weight.detach()[:rows])
         self.head.bias.data.copy_(policy.mean.bias.detach()[:rows])
-        lo, hi = policy.normalizer._get("action", "min"), policy.normalizer._get("action", "max")
+        lo, hi = policy.normalizer.stat("action", "min"), policy.normalizer.stat("action", "max")
         half = torch.where(hi - lo > 1e-6, 0.5 * (hi - lo), torch.zeros_like(lo))
         # tanh keeps the unnormalised action inside the data's [min, max]; where that lies inside the action
         # bounds, clipping cannot change a value and the graph leaves it out.

@@ -35,6 +35,17 @@ class DiffusionPolicy(DenoisingPolicy):
         self.schedule = DDPMSchedule(config.num_train_steps)
         self._ddim: dict[int, list[tuple[int, float, float]]] = {}
 
+    @property
+    def num_steps(self) -> int:
+        return self.config.num_inference_steps
+
+    @property
+    def max_num_steps(self) -> int:
+        return self.config.num_train_steps
+
+    def set_num_steps(self, n: int) -> None:
+        self.config.num_inference_steps = self.check_num_steps(n)
+
     def ddim_plan(self, steps: int) -> list[tuple[int, float, float]]:
         """DDIM (t, alpha_bar_t, alpha_bar_prev) as Python floats, computed once per step count: no tensor reads
         inside the sampling loop (torch.compile would break its graph there)."""
