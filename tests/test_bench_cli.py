@@ -40,7 +40,7 @@ def test_bench_runs_a_suite_with_lerobot_side_by_side(tmp_path):
     assert "push-diffusion and push-lerobot train side by side, alternating every 5 steps" in proc.stdout
     results = {r["name"]: r for r in json.loads((out / "results.json").read_text())}
     assert set(results) == {"push-diffusion", "push-lerobot"}
-    assert results["push-lerobot"]["policy"] == "lerobot-diffusion"
+    assert results["push-lerobot"]["policy"] == "lerobot_diffusion"
     assert results["push-lerobot"]["side_by_side"] == "push-diffusion"
     assert results["push-diffusion"]["side_by_side"] == "push-lerobot"
     for r in results.values():
@@ -100,7 +100,8 @@ def test_unknown_suite_is_one_line(tmp_path):
 
 
 def test_lerobot_comparison_pairs_runs_of_the_same_recipe():
-    from robostack.bench.runner import RunResult, lerobot_ratios
+    from robostack.bench.report import lerobot_ratios
+    from robostack.bench.results import RunResult
 
     def row(name, policy, recipe, train_s, success, steps=20000):
         return RunResult(
@@ -119,10 +120,11 @@ def test_lerobot_comparison_pairs_runs_of_the_same_recipe():
             1.0,
             0.5,
             recipe,
+            "test",
         )
 
     rows = [
-        row("push-lerobot", "lerobot-diffusion", "diffusion_push", 3000.0, 0.86),
+        row("push-lerobot", "lerobot_diffusion", "diffusion_push", 3000.0, 0.86),
         row("push-diffusion", "diffusion", "diffusion_push", 2000.0, 0.88),
         row("push-diffusion-large", "diffusion", "diffusion_large", 5000.0, 0.94),
         row("push-diffusion-8k", "diffusion", "diffusion_push", 800.0, 0.90, steps=8000),
@@ -134,32 +136,31 @@ def test_lerobot_comparison_pairs_runs_of_the_same_recipe():
     ]
 
 
-def test_earlier_rows_survive_other_versions_and_unreadable_reports_are_not_overwritten(tmp_path):
+def test_earlier_rows_are_kept_and_unreadable_reports_are_not_overwritten(tmp_path):
     import pytest
 
-    from robostack.bench.runner import RunResult, merge_previous
+    from robostack.bench.results import RunResult, merge_previous
     from robostack.errors import RobostackError
 
     row = dict(
         name="push-flow", task="push", policy="flow", dataset="push_expert_200", episodes=50, steps=20000,
         train_seconds=1.0, samples_per_s=1.0, success_rate=0.76, ci_low=0.6, ci_high=0.9,
-        latency_p50_ms=1.0, latency_p99_ms=2.0, rms_jerk=0.5,
+        latency_p50_ms=1.0, latency_p99_ms=2.0, rms_jerk=0.5, recipe="flow_push", seed_range="test",
     )  # fmt: skip
-    # a row written before `recipe` existed, and one from a later version with a field this one lacks
-    (tmp_path / "results.json").write_text(json.dumps([row, {**row, "name": "push-new", "future_field": 1}]))
-    fresh = RunResult(**{**row, "name": "can-diffusion", "task": "can"})
-    runs = [{"name": "push-flow", "policy": "flow_push"}]
-    merged = merge_previous([fresh], tmp_path, runs)
-    assert [r.name for r in merged] == ["push-flow", "push-new", "can-diffusion"]
-    assert merged[0].recipe == "flow_push"
-    (tmp_path / "results.json").write_text("{not json")
-    with pytest.raises(RobostackError, match="cannot read the earlier results"):
-        merge_previous([fresh], tmp_path, runs)
+    (tmp_path / "results.json").write_text(json.dumps([row, {**row, "name": "push-diffusion"}]))
+    fresh = RunResult(**{**row, "name": "push-diffusion", "success_rate": 0.9})
+    merged = merge_previous([fresh], tmp_path)
+    assert [(r.name, r.success_rate) for r in merged] == [("push-flow", 0.76), ("push-diffusion", 0.9)]
+    for unreadable in ("{not json", json.dumps([{**row, "future_field": 1}])):
+        (tmp_path / "results.json").write_text(unreadable)
+        with pytest.raises(RobostackError, match="cannot read the earlier results"):
+            merge_previous([fresh], tmp_path)
 
 
 def test_every_shipped_suite_builds_its_datasets_and_training_configs(tmp_path):
     """A typo in a suite, recipe or override would otherwise surface hours into a benchmark."""
-    from robostack.bench.runner import RECIPES, SUITES, load_suite, recipe_of, train_config
+    from robostack.bench.results import recipe_of
+    from robostack.bench.runner import RECIPES, SUITES, load_suite, train_config
     from robostack.sim.demos import DemoConfig
 
     suites = sorted(SUITES.glob("*.yaml"))

@@ -13,15 +13,15 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from robostack.bench.runner import RunResult
-from robostack.compare.lerobot_diffusion import LeRobotDiffusion
+from robostack.bench.results import RunResult
+from robostack.compare.lerobot_diffusion import LEROBOT, LeRobotDiffusion
 from robostack.data.buffer import EpisodeFilter
 from robostack.data.sampler import SequenceSampler
-from robostack.data.store import EpisodeStore
 from robostack.eval.evaluate import evaluate_in_process
 from robostack.eval.seeds import first_seed
 from robostack.train.config import TrainConfig
-from robostack.train.trainer import _to_tensors, load_training_data, lr_lambda, make_spec
+from robostack.train.data import load_store_for_policy, to_tensors
+from robostack.train.optim import optimizer_step, warmup_cosine
 from robostack.utils.generators import drain, pause_point
 
 
@@ -35,40 +35,33 @@ def train_lerobot(
 
 
 def iter_train_lerobot(
-    cfg: TrainConfig, data: Path, progress: bool = True, timeline: list[tuple[int, float]] | None = None
+    cfg: TrainConfig, path: Path, progress: bool = True, timeline: list[tuple[int, float]] | None = None
 ) -> Generator[int, None, tuple[LeRobotDiffusion, float]]:
     """``train_lerobot`` one step at a time, like ``iter_train``: yields the steps done, and the time it spends
     suspended at a ``yield`` is not counted as training time."""
     torch.manual_seed(cfg.seed)
-    store = EpisodeStore(data)
-    obs_keys = [k for k in store.keys if k.startswith("obs/")]
-    buf, stats = load_training_data(
-        store, [*obs_keys, "action"], EpisodeFilter(success=True if cfg.data.success_only else None)
+    data = load_store_for_policy(
+        str(path), None, EpisodeFilter(success=True if cfg.data.success_only else None)
     )
-    spec = make_spec(store, obs_keys, stats)
-    model = LeRobotDiffusion(spec, stats, cfg.policy)
+    model = LeRobotDiffusion(data.spec, data.stats, cfg.policy)
     sampler = SequenceSampler(
-        buf,
+        data.buffer,
         horizon=model.config.horizon,
         n_obs_steps=model.config.n_obs_steps,
         n_action_steps=model.config.n_action_steps,
-        obs_keys=obs_keys,
+        obs_keys=data.obs_keys,
     )
+    # LeRobot trains with torch's own AdamW (per-parameter step counters); the rest is robostack's recipe
     opt = torch.optim.AdamW(
         model.parameters(), lr=cfg.optim.lr, betas=tuple(cfg.optim.betas), weight_decay=cfg.optim.weight_decay
     )
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg.optim.warmup_steps, cfg.steps))
+    sched = warmup_cosine(opt, cfg.optim.warmup_steps, cfg.steps)
     rng = np.random.default_rng(cfg.seed)
     model.train()
     t0, paused = time.perf_counter(), 0.0
     for step in tqdm(range(cfg.steps), desc="train lerobot", disable=None if progress else True):
-        loss = model.compute_loss(
-            _to_tensors(sampler.random_batch(cfg.optim.batch_size, rng), torch.device("cpu"))
-        )
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
+        batch = to_tensors(sampler.random_batch(cfg.optim.batch_size, rng), torch.device("cpu"))
+        optimizer_step(model.compute_loss(batch), opt, sched)
         if timeline is not None and (step + 1) % cfg.log_every == 0:
             timeline.append((step + 1, time.perf_counter() - t0 - paused))
         paused += yield from pause_point(step + 1)
@@ -106,4 +99,4 @@ def eval_lerobot(
     )
     print(result.table())
     samples_per_s = cfg.steps * cfg.optim.batch_size / train_s
-    return RunResult.from_eval(run, "lerobot-diffusion", cfg.steps, train_s, samples_per_s, result)
+    return RunResult.from_eval(run, LEROBOT, cfg.steps, train_s, samples_per_s, result)

@@ -19,6 +19,9 @@ from robostack.errors import RobostackError
 from robostack.policies.base import PolicySpec
 from robostack.policies.normalizer import Normalizer
 
+LEROBOT = "lerobot_diffusion"
+"""The name of LeRobot's DiffusionPolicy in suites (``policy:``) and in reports (a row's ``policy``)."""
+
 
 def _import_lerobot() -> tuple[Any, Any, Any, Any]:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
