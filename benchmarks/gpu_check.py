@@ -25,7 +25,7 @@ import torch
 from robostack.data.normalize import KeyStats
 from robostack.data.schema import FeatureSpec
 from robostack.policies import PolicySpec, build_policy
-from robostack.runtime.bench import time_chunks
+from robostack.bench.inference import time_chunks
 from robostack.runtime.torch_policy import TorchRuntimePolicy
 from robostack.utils.table import format_markdown, format_table
 

@@ -124,7 +124,7 @@ def test_gaussian_graph_keeps_exact_where_it_simplifies(tmp_path):
     """The mean-only graph folds normalisation, drops a provably idle clip and rewrites Mish: check the cases
     where those shortcuts must not apply (LayerNorm gains that allow e^x to overflow, action statistics wider
     than the bounds) still match PyTorch, and that bound buffers do not leak between calls."""
-    from robostack.export.gaussian_graph import GaussianMeanGraph
+    from robostack.policies.families.gaussian_graph import GaussianMeanGraph
 
     wide = {**STATS, "action": ks([-3.0, -3.0], [3.0, 3.0])}
     torch.manual_seed(0)

@@ -11,7 +11,7 @@ import copy
 import os
 import time
 from collections.abc import Generator
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ import torch
 
 from robostack.algos.registry import register_algorithm
 from robostack.data.buffer import EpisodeFilter
+from robostack.data.sampler import SequenceSampler
 from robostack.errors import RobostackError
 from robostack.policies.base import Policy
 from robostack.policies.checkpoint import build_policy, save_policy
@@ -145,55 +146,79 @@ def iter_train(
     train_windows, val_windows = policy_windows(data.buffer, bc.policy, data.obs_keys, mask)
     start = load_train_state(run, bc.state_objects(), rng) if resume else 0
     bc.wrap(ranks.world)
-
     fingerprint = data_fingerprint(data.store, [e.index for e in data.buffer.episodes])
     if ranks.is_main:
         write_run_files(run, cfg, fingerprint)
     log = RunLog(run, ranks.is_main, cfg.steps, start, f"train {cfg.policy['type']}", progress)
-    eval_task = cfg.eval.task or default_task(data.store)
-    extra = {"data": fingerprint, "train_config": asdict(cfg)}
-    t0, samples, paused = time.perf_counter(), 0, 0.0
-    # wall time of the optimisation loop, carried across --resume so a run folder says what it cost in total
-    prior_s = recorded_train_seconds(run) if start else 0.0
+    hooks = _Hooks(cfg, run, bc, rng, data, ranks, log, val_windows, fingerprint, start)
     bc.policy.train()
     for step in range(start, cfg.steps):
         loss = bc.update(
             to_tensors(train_windows.random_batch(cfg.optim.batch_size, rng), ranks.device), step
         )
-        samples += cfg.optim.batch_size * ranks.world
-        log.bar.update(1)
-        done = step + 1
-        last = done == cfg.steps
-        want_val = val_windows is not None and (done % cfg.val_every == 0 or last)
-        if ranks.is_main and (done % cfg.log_every == 0 or last or want_val):
-            ran_s = time.perf_counter() - t0 - paused
-            record = {
-                "step": done,
-                "loss": float(loss.detach()),
-                "lr": bc.sched.get_last_lr()[0],
-                "samples_per_s": samples / ran_s,
-                "train_s": prior_s + ran_s,
-            }
-            if want_val:
-                record["val_loss"] = validation_loss(
-                    bc.shipped, val_windows, cfg.optim.batch_size, ranks.device, cfg.seed
-                )
-            log.bar.set_postfix(loss=f"{record['loss']:.4f}")
-            log.log(record)
-        do_eval = eval_task and ((cfg.eval.every and done % cfg.eval.every == 0) or last)
-        if ranks.is_main and (done % cfg.save_every == 0 or last or do_eval):
-            ckpt = save_checkpoint(run, done, bc, rng, data, extra)
-            if do_eval and cfg.eval.episodes > 0:
-                result = evaluate_checkpoint(
-                    ckpt, eval_task, cfg.eval.episodes, cfg.eval.workers, cfg.eval.seed
-                )
-                log.log({"step": done, "success_rate": result["success_rate"]})
-        paused += yield from pause_point(done, ranks.device)
+        hooks.after_step(step + 1, loss)
+        hooks.paused += yield from pause_point(step + 1, ranks.device)
     if ranks.world > 1:
         record_ranks_in_sync(run, list(bc.policy.parameters()), ranks)
     log.close()
     barrier(ranks)
     return run
+
+
+@dataclass
+class _Hooks:
+    """What runs after each step on the main rank: logging (with the held-out loss), checkpoints, evaluation."""
+
+    cfg: TrainConfig
+    run: Path
+    bc: BehaviourCloning
+    rng: np.random.Generator
+    data: TrainingData
+    ranks: Ranks
+    log: RunLog
+    val_windows: SequenceSampler | None
+    fingerprint: dict[str, Any]
+    start: int
+    paused: float = 0.0
+    """Seconds spent suspended at the loop's yields (not training time)."""
+
+    def __post_init__(self) -> None:
+        self.eval_task = self.cfg.eval.task or default_task(self.data.store)
+        self.extra = {"data": self.fingerprint, "train_config": asdict(self.cfg)}
+        self.t0, self.samples = time.perf_counter(), 0
+        # wall time of the optimisation loop, carried across --resume so a run folder says what it cost in total
+        self.prior_s = recorded_train_seconds(self.run) if self.start else 0.0
+
+    def after_step(self, done: int, loss: torch.Tensor) -> None:
+        cfg = self.cfg
+        self.samples += cfg.optim.batch_size * self.ranks.world
+        self.log.bar.update(1)
+        last = done == cfg.steps
+        want_val = self.val_windows is not None and (done % cfg.val_every == 0 or last)
+        if self.ranks.is_main and (done % cfg.log_every == 0 or last or want_val):
+            self._log(done, loss, want_val)
+        do_eval = self.eval_task and ((cfg.eval.every and done % cfg.eval.every == 0) or last)
+        if self.ranks.is_main and (done % cfg.save_every == 0 or last or do_eval):
+            ckpt = save_checkpoint(self.run, done, self.bc, self.rng, self.data, self.extra)
+            if do_eval and cfg.eval.episodes > 0:
+                ev = cfg.eval
+                result = evaluate_checkpoint(ckpt, self.eval_task, ev.episodes, ev.workers, ev.seed)
+                self.log.log({"step": done, "success_rate": result["success_rate"]})
+
+    def _log(self, done: int, loss: torch.Tensor, want_val: bool) -> None:
+        ran_s = time.perf_counter() - self.t0 - self.paused
+        record = {
+            "step": done,
+            "loss": float(loss.detach()),
+            "lr": self.bc.sched.get_last_lr()[0],
+            "samples_per_s": self.samples / ran_s,
+            "train_s": self.prior_s + ran_s,
+        }
+        if want_val:
+            batch, device, seed = self.cfg.optim.batch_size, self.ranks.device, self.cfg.seed
+            record["val_loss"] = validation_loss(self.bc.shipped, self.val_windows, batch, device, seed)
+        self.log.bar.set_postfix(loss=f"{record['loss']:.4f}")
+        self.log.log(record)
 
 
 def save_checkpoint(

@@ -27,3 +27,12 @@ def policy_families() -> RegistryChoices:
         return policy_names()
 
     return RegistryChoices(names)
+
+
+def algorithms(stage: str) -> RegistryChoices:
+    def names() -> list[str]:
+        from robostack.algos.registry import algorithm_names
+
+        return algorithm_names(stage)
+
+    return RegistryChoices(names)

@@ -50,7 +50,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_infer_bench(args: argparse.Namespace) -> int:
-    from robostack.runtime.bench import BenchConfig, run_infer_bench
+    from robostack.bench.inference import BenchConfig, run_infer_bench
 
     cfg = BenchConfig(
         model=args.model,

@@ -1,12 +1,9 @@
 """``robostack quickstart``: the main job, one readable pipeline whose stages each write into one run folder.
 
-Stage 1 (data): expert ``push`` demonstrations -> validate -> dataset summary -> trajectory plot.
-Stage 2 (policy): train a diffusion policy on them (configs/policies/diffusion_push.yaml) -> evaluate in
-simulation -> success rate and training-curve PNG.
-Stage 3 (export): export it to ONNX (parity checked) -> evaluate the ONNX model on the same seeds -> its success
-rate and chunk latency next to PyTorch's.
-Stage 4 (deployment): run the ONNX model in closed loop through ROS 2 (sim_robot_node + policy_node processes
-over DDS) on the first seeds of the same evaluation -> success next to the in-process number.
+1. expert ``push`` demonstrations into a store;  2. validate it;  3. dataset summary;  4. trajectory plot;
+5. train a diffusion policy on them (``configs/policies/diffusion_push.yaml``);  6. evaluate it in simulation;
+7. export it to ONNX (parity checked);  8. evaluate the ONNX model on the same seeds, latency beside PyTorch's;
+9. run the ONNX model in closed loop through ROS 2 (sim_robot_node + policy_node processes over DDS).
 """
 
 from __future__ import annotations
@@ -15,10 +12,11 @@ import argparse
 import json
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from robostack.cli.dataclass_args import add_dataclass_args, dataclass_from_args
 from robostack.errors import RobostackError
 from robostack.eval.seeds import RANGES
 from robostack.utils.table import format_table
@@ -26,45 +24,46 @@ from robostack.utils.table import format_table
 
 @dataclass
 class QuickstartConfig:
-    out: str = "runs/quickstart"
-    """Run folder; every stage writes its output here."""
-    task: str = "push"
-    episodes: int = 100
-    workers: int = 2
-    seed: int = 0
-    train_steps: int = 3500
-    """Diffusion-policy training steps."""
-    compile: bool = True
-    """torch.compile the training loss: a one-off compile (~2-3 minutes on 2 cores with an empty Inductor cache,
-    seconds with a warm one), then each step ~1.9x faster than eager (72 vs 137 ms on the push U-Net, 2 threads)."""
-    eval_episodes: int = 20
-    policy_config: str = "configs/policies/diffusion_push.yaml"
-    ros_episodes: int = 5
-    """Episodes of the closed-loop ROS 2 stage (real time: up to 10 s each at 20 Hz); 0 skips it."""
+    out: str = field(default="runs/quickstart", metadata={"help": "run folder; every stage writes into it"})
+    task: str = field(
+        default="push",
+        metadata={"help": "simulated task (the trajectory plot is push's)", "choices": ["push"]},
+    )
+    episodes: int = field(default=100, metadata={"help": "expert demonstrations to record"})
+    workers: int = field(default=2, metadata={"help": "simulation processes"})
+    seed: int = field(default=0, metadata={"help": "seed of the demonstrations and the training"})
+    train_steps: int = field(default=3500, metadata={"help": "diffusion-policy training steps"})
+    compile: bool = field(
+        default=True,
+        metadata={"help": "train eager instead of compiling the loss (a one-off compile of minutes, then each step "
+                  "~1.9x faster; eager suits runs of a few steps)"},
+    )  # fmt: skip
+    eval_episodes: int = field(default=20, metadata={"help": "evaluation episodes (test seed range)"})
+    policy_config: str = field(
+        default="configs/policies/diffusion_push.yaml",
+        metadata={
+            "help": "policy recipe YAML (as for robostack train --config); steps and data are the quickstart's"
+        },
+    )
+    ros_episodes: int = field(
+        default=5,
+        metadata={"help": "closed-loop ROS 2 episodes (real time, up to 10 s each); 0 skips the stage"},
+    )
 
 
 def add(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "quickstart",
         help="the main job on built-in defaults (demos -> validate -> summary -> plot -> train -> eval -> "
-        "export -> eval ONNX)",
+        "export -> eval ONNX -> ROS 2)",
     )
-    p.add_argument("--out", default=QuickstartConfig.out)
-    p.add_argument("--episodes", type=int, default=QuickstartConfig.episodes)
-    p.add_argument("--workers", type=int, default=QuickstartConfig.workers)
-    p.add_argument("--seed", type=int, default=QuickstartConfig.seed)
-    p.add_argument("--train-steps", type=int, default=QuickstartConfig.train_steps)
-    p.add_argument(
-        "--no-compile", dest="compile", action="store_false", help="train eager (for runs of a few steps)"
-    )
-    p.add_argument("--eval-episodes", type=int, default=QuickstartConfig.eval_episodes)
-    p.add_argument("--ros-episodes", type=int, default=QuickstartConfig.ros_episodes)
-    p.add_argument(
-        "--policy-config",
-        default=QuickstartConfig.policy_config,
-        help="policy recipe YAML (as for robostack train --config); its steps and data are the quickstart's",
-    )
+    add_dataclass_args(p, QuickstartConfig)
     p.set_defaults(func=cmd_quickstart)
+
+
+def cmd_quickstart(args: argparse.Namespace) -> int:
+    run_quickstart(dataclass_from_args(QuickstartConfig, args))
+    return 0
 
 
 def _stage(n: int, title: str) -> None:
@@ -72,15 +71,6 @@ def _stage(n: int, title: str) -> None:
 
 
 def run_quickstart(cfg: QuickstartConfig) -> dict:
-    from robostack.algos.bc import train
-    from robostack.data.buffer import load_buffer
-    from robostack.data.info import format_summary, store_summary
-    from robostack.data.validate import validate_store
-    from robostack.eval.evaluate import evaluate
-    from robostack.export import ExportConfig, export_policy
-    from robostack.sim.demos import DemoConfig, generate_demos
-    from robostack.utils.plots import plot_push_trajectories
-
     run = Path(cfg.out)
     store = run / "demos.zarr"
     train_cfg = _train_config(cfg, store)  # a bad recipe is refused before minutes of work
@@ -89,76 +79,94 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
     run.mkdir(parents=True, exist_ok=True)
     (run / "quickstart.json").write_text(json.dumps(asdict(cfg), indent=1))
     t0 = time.perf_counter()
+    result = _data_stages(cfg, run, store)
+    result.update(_policy_stages(cfg, run, train_cfg))
+    result["ros"] = _ros_stage(cfg, run, result.pop("_ev_onnx"))
+    result["seconds"] = time.perf_counter() - t0
+    (run / "result.json").write_text(json.dumps(result, indent=1))
+    ros = result["ros"]
+    print(
+        f"\nquickstart done in {result['seconds']:.0f} s: demonstrations {100 * result['demo_success_rate']:.0f}% "
+        f"successful, diffusion policy {100 * result['policy_success_rate']:.0f}%, as ONNX "
+        f"{100 * result['onnx_success_rate']:.0f}% at {result['onnx_chunk_latency_p50_ms']:.1f} ms per chunk"
+        + (f", through ROS 2 {ros['successes']}/{ros['episodes']}" if ros else "")
+        + f"; results in {run}/"
+    )
+    return result
+
+
+def _data_stages(cfg: QuickstartConfig, run: Path, store: Path) -> dict[str, Any]:
+    """Stages 1-4: record, validate, summarise, plot."""
+    from robostack.data.buffer import load_buffer
+    from robostack.data.info import format_summary, store_summary
+    from robostack.data.validate import validate_store
+    from robostack.sim.demos import DemoConfig, generate_demos
+    from robostack.sim.push_plot import plot_push_trajectories
 
     _stage(1, f"{cfg.episodes} expert '{cfg.task}' demonstrations -> {store}")
-    summary = generate_demos(
-        DemoConfig(
-            task=cfg.task,
-            episodes=cfg.episodes,
-            quality="expert",
-            out=str(store),
-            workers=cfg.workers,
-            seed=cfg.seed,
-        )
+    demos = DemoConfig(
+        task=cfg.task,
+        episodes=cfg.episodes,
+        quality="expert",
+        out=str(store),
+        workers=cfg.workers,
+        seed=cfg.seed,
     )
+    summary = generate_demos(demos)
     print(summary.table())
-
     _stage(2, "validate the store")
     errors = [f for f in validate_store(store) if f.severity == "error"]
     if errors:
         raise RobostackError(f"{store}: {errors[0].message}")
     print(f"{store}: ok")
-
     _stage(3, "dataset summary")
     info = store_summary(store)
     print(format_summary(info))
-
     _stage(4, "trajectory plot")
     png = plot_push_trajectories(load_buffer(store, ["obs/state", "obs/object"]), run / "trajectories.png")
     print(f"wrote {png}")
+    return {
+        "store": str(store),
+        "episodes": info["episodes"],
+        "demo_success_rate": info["success_rate"],
+        "env_steps_per_s": summary.steps_per_s,
+        "plot": str(png),
+    }
 
-    _stage(5, f"train a diffusion policy ({cfg.train_steps} steps) -> {run / 'policy'}")
+
+def _policy_stages(cfg: QuickstartConfig, run: Path, train_cfg: Any) -> dict[str, Any]:
+    """Stages 5-8: train, evaluate, export, evaluate the exported model on the same seeds."""
+    from robostack.algos.bc import train
+    from robostack.eval.evaluate import evaluate
+    from robostack.export import ExportConfig, export_policy
+
     policy_run = run / "policy"
+    _stage(5, f"train a diffusion policy ({cfg.train_steps} steps) -> {policy_run}")
     if policy_run.exists():
         shutil.rmtree(policy_run)
     t_train = time.perf_counter()
     train(train_cfg, policy_run)
     train_s = time.perf_counter() - t_train
     print(f"trained in {train_s:.0f} s; training curve: {policy_run / 'training_curve.png'}")
-
     _stage(6, f"evaluate it on {cfg.eval_episodes} unseen '{cfg.task}' episodes")
     ev = evaluate(policy_run, cfg.task, cfg.eval_episodes, cfg.workers, seed=RANGES["test"].start)
     (run / "eval.json").write_text(json.dumps(ev.to_json(), indent=1))
     print(ev.table())
-
     _stage(7, f"export it to ONNX -> {run / 'model.onnx'}")
     report = export_policy(ExportConfig(policy=str(policy_run), out=str(run / "model.onnx")))
     print(report.table())
-
     _stage(8, f"evaluate the ONNX model on the same {cfg.eval_episodes} seeds (onnxruntime, CPU)")
     ev_onnx = evaluate(
         run / "model.onnx", cfg.task, cfg.eval_episodes, cfg.workers, seed=RANGES["test"].start
     )
     (run / "eval_onnx.json").write_text(json.dumps(ev_onnx.to_json(), indent=1))
-    print(
-        format_table(
-            ["backend", "success (95% CI)", "chunk latency p50 / p99 ms"],
-            [
-                (name, f"{100 * e.success_rate:.0f}% ({100 * e.ci95[0]:.0f}-{100 * e.ci95[1]:.0f})",
-                 f"{e.latency_p50_ms:.2f} / {e.latency_p99_ms:.2f}")
-                for name, e in (("PyTorch (eager)", ev), ("ONNX (onnxruntime)", ev_onnx))
-            ],
-        )
-    )  # fmt: skip
-
-    ros = _ros_stage(cfg, run, ev_onnx)
-
-    result = {
-        "store": str(store),
-        "episodes": info["episodes"],
-        "demo_success_rate": info["success_rate"],
-        "env_steps_per_s": summary.steps_per_s,
-        "plot": str(png),
+    rows = [
+        (name, f"{100 * e.success_rate:.0f}% ({100 * e.ci95[0]:.0f}-{100 * e.ci95[1]:.0f})",
+         f"{e.latency_p50_ms:.2f} / {e.latency_p99_ms:.2f}")
+        for name, e in (("PyTorch (eager)", ev), ("ONNX (onnxruntime)", ev_onnx))
+    ]  # fmt: skip
+    print(format_table(["backend", "success (95% CI)", "chunk latency p50 / p99 ms"], rows))
+    return {
         "policy": str(policy_run),
         "train_seconds": train_s,
         "policy_success_rate": ev.success_rate,
@@ -169,18 +177,8 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
         "onnx_parity_max_abs": report.parity_max_abs,
         "onnx_success_rate": ev_onnx.success_rate,
         "onnx_chunk_latency_p50_ms": ev_onnx.latency_p50_ms,
-        "ros": ros,
-        "seconds": time.perf_counter() - t0,
+        "_ev_onnx": ev_onnx,
     }
-    (run / "result.json").write_text(json.dumps(result, indent=1))
-    print(
-        f"\nquickstart done in {result['seconds']:.0f} s: demonstrations {100 * info['success_rate']:.0f}% successful, "
-        f"diffusion policy {100 * ev.success_rate:.0f}% ({ev.successes}/{ev.episodes}), as ONNX "
-        f"{100 * ev_onnx.success_rate:.0f}% at {ev_onnx.latency_p50_ms:.1f} ms per chunk"
-        + (f", through ROS 2 {ros['successes']}/{ros['episodes']}" if ros else "")
-        + f"; results in {run}/"
-    )
-    return result
 
 
 def _ros_stage(cfg: QuickstartConfig, run: Path, ev_onnx: Any) -> dict[str, Any] | None:
@@ -222,20 +220,3 @@ def _train_config(cfg: QuickstartConfig, store: Path):
          f"save_every={cfg.train_steps}", f"compile={str(cfg.compile).lower()}"],
     )  # fmt: skip
     return from_dict(TrainConfig, data)
-
-
-def cmd_quickstart(args: argparse.Namespace) -> int:
-    run_quickstart(
-        QuickstartConfig(
-            out=args.out,
-            episodes=args.episodes,
-            workers=args.workers,
-            seed=args.seed,
-            train_steps=args.train_steps,
-            compile=args.compile,
-            eval_episodes=args.eval_episodes,
-            ros_episodes=args.ros_episodes,
-            policy_config=args.policy_config,
-        )
-    )
-    return 0

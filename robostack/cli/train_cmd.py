@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from robostack.cli.choices import policy_families
+from robostack.cli.choices import algorithms, policy_families
 
 EPILOG = """Overrides: any config field as --a.b=value, e.g. --optim.lr=3e-4 --policy.unet.down_dims=[64,128,256]
 --policy.num_inference_steps=16 --eval.every=1000. The resolved config is saved as <out>/config.yaml."""
@@ -14,6 +14,13 @@ EPILOG = """Overrides: any config field as --a.b=value, e.g. --optim.lr=3e-4 --p
 
 def add(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a policy on an episode store", epilog=EPILOG)
+    p.add_argument(
+        "--algo",
+        default="bc",
+        choices=algorithms("train"),
+        metavar="ALGO",
+        help="algorithm: %(choices)s (default bc)",
+    )
     p.add_argument(
         "--policy",
         choices=policy_families(),
@@ -72,8 +79,9 @@ def add(sub: argparse._SubParsersAction) -> None:
 
 
 def resolve_train_config(args: argparse.Namespace, overrides: list[str]):
+    """The algorithm's typed config: --config file (or the run's own on --resume), then flags, then overrides."""
+    from robostack.algos.registry import get_algorithm
     from robostack.config import apply_overrides, from_dict, load_yaml
-    from robostack.train.config import TrainConfig
 
     data = load_yaml(args.config) if args.config else {}
     if args.resume and not args.config and (Path(args.out) / "config.yaml").exists():
@@ -88,7 +96,7 @@ def resolve_train_config(args: argparse.Namespace, overrides: list[str]):
         if getattr(args, name) is not None:
             data[name] = getattr(args, name)
     data = apply_overrides(data, overrides)
-    cfg = from_dict(TrainConfig, data)
+    cfg = from_dict(get_algorithm(args.algo, "train").config_cls, data)
     # Check the policy section against its family's typed config now, not after loading the data.
     from robostack.policies.registry import make_config
 
@@ -97,11 +105,11 @@ def resolve_train_config(args: argparse.Namespace, overrides: list[str]):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from robostack.algos.bc import train
+    from robostack.algos.registry import run_algorithm
 
     cfg = resolve_train_config(args, getattr(args, "overrides", []))
-    run = train(cfg, args.out, resume=args.resume)
-    print(f"trained {cfg.policy['type']} for {cfg.steps} steps -> {run}")
+    run = run_algorithm(args.algo, "train", cfg, args.out, resume=args.resume)
+    print(f"trained {cfg.policy['type']} ({args.algo}) for {cfg.steps} steps -> {run}")
     last_eval = sorted(run.glob("checkpoints/*/eval.json"))
     if last_eval:
         from robostack.eval.evaluate import EvalResult

@@ -1,7 +1,7 @@
 """Fast append path: encode and write time chunks of ``data/<key>`` arrays directly.
 
-Going through zarr's asyncio machinery costs ~5 ms per ``arr[a:b] = x`` here (thread hops plus a read-back of the
-partial chunk), which caps appends near 30 episodes/s. The appender keeps each array's last partial chunk in RAM
+Going through zarr's asyncio machinery costs milliseconds per ``arr[a:b] = x`` (thread hops plus a read-back of the
+partial chunk), which capped appends well below the 50 episodes/s target. The appender keeps each array's last partial chunk in RAM
 and writes whole chunk files itself, bit-identical to what zarr writes for the codecs ``EpisodeWriter.create``
 chooses (bytes little-endian -> blosc lz4 level 5, no shuffle); anything else falls back to zarr's own setitem.
 """

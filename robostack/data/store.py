@@ -5,9 +5,9 @@ Commit protocol (why a kill -9 at any moment leaves a sound store):
 1. An episode's rows are appended to every ``data/<key>`` array past the last committed end. Each file write
    is a temporary file plus a rename, so a chunk that also holds committed rows is replaced whole or not at all.
    Its per-episode metadata row goes to ``meta/episodes`` the same way (raw chunk, past the committed count).
-3. The commit: the ``meta/episode_ends`` chunk that holds entry E is written (raw bytes, atomically), and only
+2. The commit: the ``meta/episode_ends`` chunk that holds entry E is written (raw bytes, atomically), and only
    then the array's ``zarr.json`` is rewritten with shape E+1. Readers trust that shape, so they see episode E
-   exactly when every byte of it is on disk. Before step 3 the rows are an *uncommitted tail* readers ignore.
+   exactly when every byte of it is on disk. Before step 2 the rows are an *uncommitted tail* readers ignore.
 """
 
 from __future__ import annotations

@@ -6,8 +6,7 @@
 - ``test``: what is reported (README tables, benchmark reports); never looked at to choose anything.
 
 Demonstrations are generated from seed 0 upwards, so every range starts far above any store's seeds. The test
-range starts at 1,000,000, a range no evaluation used before this protocol existed (earlier sweeps, whose results
-informed recipe choices, used 100,000-, 200,000- and 300,000-): it was untouched when the protocol was set.
+range was untouched by every evaluation when the protocol was set (``benchmarks/results/experiments.md``).
 """
 
 from __future__ import annotations

@@ -2,9 +2,8 @@
 
 Eager PyTorch runs its one fused ``mish`` kernel. Compiled (Inductor) and exported (ONNX) graphs use the same
 function as ``x * n / (n + 2)`` with ``n = e^x (e^x + 2)``, since tanh(softplus(x)) = n / (n + 2): one exp per
-element instead of exp, log1p and tanh, forward and backward. Measured on this project's 2-core CPU VM, one thread,
-a compiled training step (batch 64, horizon 16): 1.1 M U-Net ~77-88 -> ~64-67 ms, 4.4 M U-Net ~198-240 -> ~180-184
-ms. The input of the exponential is clamped at 20, where n / (n + 2) is already 1.0 in float32 and e^x (e^x + 2)
+element instead of exp, log1p and tanh, forward and backward (a compiled CPU training step is ~1.2x faster with
+it; ``benchmarks/results/design_measurements.md``). The input of the exponential is clamped at 20, where n / (n + 2) is already 1.0 in float32 and e^x (e^x + 2)
 is still far from overflowing.
 """
 

@@ -159,8 +159,9 @@ class Policy(nn.Module, ABC):
         return self.config.horizon
 
     @abstractmethod
-    def compute_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
-        """Loss on a batch of windows: obs keys (B, T_o, ...), ``action`` (B, T_p, Da), raw units."""
+    def compute_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(loss, metrics) on a batch of windows: obs keys (B, T_o, ...), ``action`` (B, T_p, Da), raw units. The
+        metrics are detached scalar tensors (reading them as floats would synchronise a GPU every step)."""
 
     # ------------------------------------------------------------------ inference
     @abstractmethod

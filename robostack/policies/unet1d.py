@@ -40,12 +40,9 @@ class MatmulConv1d(nn.Conv1d):
     """A stride-1 'same' Conv1d computed as unfold + one GEMM at small batch sizes.
 
     At sequence length 16 and batch 1 PyTorch's CPU convolution falls back to a slow im2col kernel; one large matrix
-    multiply is up to 2x faster there (the paper-sized U-Net's chunk: 373-441 ms against 873-910 ms on an AVX-512
-    EPYC). At a training batch of 64 the same CPU's oneDNN convolution is faster, forward and backward (a compiled
-    push training step 45.6 against 51.6 ms, eager 52.6 against 79.3 ms), so batches of ``NATIVE_CONV_MIN_BATCH``
-    or more take it, written as a height-1 Conv2d so that torch.compile's channels-last layout applies (compiled
-    push step, the two variants interleaved in one process, three rounds: 54.0 -> 47.8 ms mean, LeRobot's 67.6 ms).
-    Same parameters as nn.Conv1d, so checkpoints match.
+    multiply is up to 2x faster there. At a training batch the CPU's oneDNN convolution is faster, forward and
+    backward, so batches of ``NATIVE_CONV_MIN_BATCH`` or more take it, written as a height-1 Conv2d so that
+    torch.compile's channels-last layout applies. Same parameters as nn.Conv1d, so checkpoints match.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -84,9 +81,8 @@ def store_conv_weights_channels_last(module: nn.Module) -> int:
 
     For compiled CPU training: oneDNN runs the height-1 convolutions channels-last, and ATen hands back their
     weight gradients in that layout, which AccumulateGrad then transposed into a contiguous parameter every step
-    (~0.7 ms per push step at 2 threads, slow strided copies of the 128-channel weights). With the parameter stored
-    channels-last the gradient is adopted as is: compiled push step with EMA 36.3 against 37.9 ms, 20 interleaved
-    rounds at 2 threads. Checkpoints are unchanged (saved contiguous); inference loads them contiguous, which the
+    (slow strided copies of the 128-channel weights). With the parameter stored channels-last the gradient is
+    adopted as is. Checkpoints are unchanged (saved contiguous); inference loads them contiguous, which the
     batch-1 GEMM path wants."""
     n = 0
     for m in module.modules():

@@ -60,8 +60,7 @@ class DartExpert(Expert):
     overshooting the goal) and labels them with the expert's correction, which is what a cloned policy needs when
     its own errors compound. The noise is temporally correlated (AR(1), stationary std ``noise``): a cloned policy
     errs for a whole action chunk, not one step at a time, and i.i.d. noise of the same size is absorbed by the
-    push expert's feedback before the state moves (measured on 40 seeds: the block's largest lateral excursion
-    averages 1.1 cm with i.i.d. noise, 1.4 cm without noise, 1.7 cm with this noise). The executed commands are
+    push expert's feedback before the state moves. The executed commands are
     stored too (``executed_action``), so replay stays exact.
     """
 

@@ -68,9 +68,7 @@ SPECS = {
 def _fast_render_xml(xml: str) -> str:
     """Turn off multisample anti-aliasing and mirror reflections in the scene the cameras see.
 
-    On a machine without a GPU (EGL through llvmpipe) they are most of a frame's cost: measured on a 32x32
-    ``agentview`` frame of ``lift``, 73 ms as robosuite ships it, 37 ms without MSAA, 19 ms without reflections as
-    well. Neither is something a real camera gives a policy to learn from."""
+    On a machine without a GPU (EGL through llvmpipe) they are most of a frame's cost. Neither is something a real camera gives a policy to learn from."""
     root = ET.fromstring(xml)
     visual = root.find("visual")
     if visual is None:

@@ -2,8 +2,7 @@
 
 torch's fused AdamW keeps a step tensor per parameter and increments all of them every step with
 ``_foreach_add_``, which on CPU is a loop of 148 scalar adds (plus a dtype conversion each) for the push U-Net;
-together with the Python walk over the parameters that is ~half of the optimiser's time (1.6-2.0 ms of a ~30 ms
-compiled push step at 2 threads, against 0.9-1.1 ms here). Every parameter of a policy gets a gradient every step,
+together with the Python walk over the parameters that is about half of the optimiser's time. Every parameter of a policy gets a gradient every step,
 so their counters never differ: one shared tensor per group holds the step and the kernel reads it for all. The
 update is bitwise the one torch computes, and the state dict has torch's layout (a step per parameter), so
 checkpoints load in either optimiser.

@@ -1,12 +1,11 @@
 """How ``robostack train --compile=true`` compiles the training loss.
 
 Inductor's Python wrapper checks, by default, the size and strides of every tensor an external kernel (oneDNN
-convolution, GEMM) returns and of every graph input, each call: ~320 checks per compiled push-U-Net training step,
-~0.5 ms of a ~28 ms step at 2 CPU threads (interleaved A/B in one process, two runs of 14 rounds: 1.9% faster,
-faster in 12/14 rounds). They guard against a wrong stride prediction in a kernel's meta function, which would
-make the graph read its buffers in the wrong order; ``tests/test_train_compile.py`` checks the compiled values and
-gradients of the U-Net's building blocks against eager ones with the same options, so the check runs there once
-instead of in every training step. The generated kernels are the same, so training is bitwise unchanged.
+convolution, GEMM) returns and of every graph input, on every call: hundreds of checks per compiled U-Net training
+step, about 2% of it. They guard against a wrong stride prediction in a kernel's meta function, which would make the
+graph read its buffers in the wrong order; ``tests/test_train_compile.py`` checks the compiled values and gradients
+of the U-Net's building blocks against eager ones with the same options, so the check runs there once instead of in
+every training step. The generated kernels are the same, so training is bitwise unchanged.
 """
 
 from __future__ import annotations

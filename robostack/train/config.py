@@ -67,15 +67,15 @@ class TrainConfig:
     """cpu | cuda | cuda:N."""
     log_every: int = 50
     val_every: int = 500
-    """Steps between validation losses (4 held-out batches, and at the last step). Four eager forward passes cost
-    ~110 ms on the push U-Net (1 CPU thread): every 50 steps that was ~2% of a ~100 ms compiled training step."""
+    """Steps between validation losses (4 held-out batches, and at the last step); each costs four eager forward
+    passes, so it is kept rare."""
     save_every: int = 1000
     num_threads: int = 0
     """torch CPU threads (0: torch's default)."""
     compile: bool = False
-    """torch.compile the training loss (forward and backward fused by Inductor). On this project's 2-core CPU the
-    1.1 M-parameter push U-Net steps ~1.6x faster after a one-off compile of 1-4 minutes, so it pays off from a few
-    thousand steps; off by default because short runs and tests would spend most of their time compiling."""
+    """torch.compile the training loss (forward and backward fused by Inductor): a one-off compile of minutes, then
+    faster steps, so it pays off from a few thousand steps; off by default because short runs and tests would spend
+    most of their time compiling."""
 
     def __post_init__(self) -> None:
         if self.steps < 1:

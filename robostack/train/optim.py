@@ -60,7 +60,7 @@ class EMAUpdater:
 
     @torch.no_grad()
     def update(self, step: int) -> None:
-        # one fused call over all tensors (a per-parameter loop cost ~10x more on the CPU)
+        # one fused call over all tensors: a per-parameter loop costs several times more
         torch._foreach_lerp_(self._dst, self._src, 1.0 - self.decay(step))
         if self._dst_buffers:
             torch._foreach_copy_(self._dst_buffers, self._src_buffers)

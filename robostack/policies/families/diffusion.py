@@ -53,7 +53,7 @@ class DiffusionPolicy(DenoisingPolicy):
             self._ddim[steps] = ddim_coefficients(self.schedule, steps)
         return self._ddim[steps]
 
-    def compute_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+    def compute_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         cond = self.condition(batch, first=True)
         x0 = self.normalizer.normalize("action", batch["action"].float())
         noise = torch.randn_like(x0)

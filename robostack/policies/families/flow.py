@@ -42,7 +42,7 @@ class FlowPolicy(DenoisingPolicy):
     def set_num_steps(self, n: int) -> None:
         self.config.num_integration_steps = self.check_num_steps(n)
 
-    def compute_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+    def compute_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         cond = self.condition(batch, first=True)
         x0 = self.normalizer.normalize("action", batch["action"].float())
         noise = torch.randn_like(x0)

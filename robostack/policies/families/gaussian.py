@@ -89,7 +89,7 @@ class GaussianPolicy(Policy):
         log_std = self.log_std(h).clamp(self.config.min_log_std, self.config.max_log_std).view(shape)
         return mean, log_std.exp()
 
-    def compute_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+    def compute_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         obs = {k: batch[k][:, : self.config.n_obs_steps] for k in self.spec.obs}
         start = self.config.n_obs_steps - 1
         target = self.normalizer.normalize(
