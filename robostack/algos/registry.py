@@ -8,16 +8,14 @@ export, the runtimes and the ROS nodes take its output unchanged.
 
 from __future__ import annotations
 
-import importlib
 import os
-import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
 from robostack.errors import RobostackError
+from robostack.utils.plugins import import_plugins
 
 ENTRY_POINT_GROUP = "robostack.algos"
 STAGES = ("train", "finetune")
@@ -55,20 +53,9 @@ def register_algorithm(
 
 def _discover() -> None:
     global _discovered
-    if _discovered:
-        return
-    _discovered = True
-    package = importlib.import_module("robostack.algos")
-    for mod in pkgutil.iter_modules(package.__path__):
-        if mod.name != "registry":
-            importlib.import_module(f"robostack.algos.{mod.name}")
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        try:
-            ep.load()
-        except Exception as exc:
-            raise RobostackError(
-                f"algorithm plug-in '{ep.name}' ({ep.value}) failed to load: {exc}"
-            ) from None
+    if not _discovered:
+        _discovered = True
+        import_plugins("robostack.algos", ENTRY_POINT_GROUP, skip=("registry",))
 
 
 def algorithm_names(stage: str) -> list[str]:

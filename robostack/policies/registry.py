@@ -8,13 +8,11 @@ family that lives in another package, a module named by that package's ``robosta
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from collections.abc import Callable
-from importlib.metadata import entry_points
 from typing import Any
 
 from robostack.errors import RobostackError
+from robostack.utils.plugins import import_plugins
 
 ENTRY_POINT_GROUP = "robostack.policies"
 _FAMILIES: dict[str, tuple[type, type]] = {}
@@ -37,18 +35,9 @@ def register_policy(name: str, config_cls: type) -> Callable[[type], type]:
 
 def _discover() -> None:
     global _discovered
-    if _discovered:
-        return
-    _discovered = True
-    from robostack.policies import families
-
-    for mod in pkgutil.iter_modules(families.__path__):
-        importlib.import_module(f"{families.__name__}.{mod.name}")
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        try:
-            ep.load()
-        except Exception as exc:  # a broken plug-in names itself instead of breaking every command
-            raise RobostackError(f"policy plug-in '{ep.name}' ({ep.value}) failed to load: {exc}") from None
+    if not _discovered:
+        _discovered = True
+        import_plugins("robostack.policies.families", ENTRY_POINT_GROUP)
 
 
 def policy_names() -> list[str]:
