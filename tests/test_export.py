@@ -257,7 +257,8 @@ def test_cli_export_bad_input(tmp_path, exported):
         run_cli_here("export", "--policy", folder, "--out", tmp_path / "m.txt"), "must end in .onnx"
     )
     assert_one_line_error(
-        run_cli_here("export", "--policy", folder, "--out", tmp_path / "m.onnx", "--steps", "3"), "no steps"
+        run_cli_here("export", "--policy", folder, "--out", tmp_path / "m.onnx", "--steps", "3"),
+        "no denoising or integration steps",
     )
     stripped = onnx.load(str(path))
     del stripped.metadata_props[:]

@@ -43,70 +43,27 @@ def _chunk_files_present(arr: zarr.Array, array_dir: Path, n_rows: int) -> list[
 def validate_store(path: str | os.PathLike[str], *, read_chunks: bool = True) -> list[Finding]:
     """Every problem found in the store; an empty list, or notes only, means it is sound."""
     path = Path(path)
-    out: list[Finding] = []
     if not path.exists():
         return [Finding("error", f"{path}: no such file or directory")]
     try:
         store = EpisodeStore(path)
     except StoreError as exc:
         return [Finding("error", str(exc))]
-    record = commit_record_problems(store.group, store.episode_ends, data_keys(store.group))
-    out += [Finding("error", m) for m in record]
+    present = data_keys(store.group)
+    out = [Finding("error", m) for m in commit_record_problems(store.group, store.episode_ends, present)]
     if episode_ends_problem(store.episode_ends):
         return out  # every other check measures against the episode ends; against these they would mislead
-    n_steps = store.n_steps
-    present = data_keys(store.group)
     if not present:
         out.append(Finding("error", "no arrays under data/"))
     if store.is_robostack:
-        for key, spec in store.info.features.items():
-            if key not in present:
-                out.append(Finding("error", f"data/{key}: declared in the feature specs but missing"))
-                continue
-            arr = store.group["data/" + key]
-            if str(arr.dtype) != spec.dtype:
-                out.append(Finding("error", f"data/{key}: dtype {arr.dtype}, the spec says {spec.dtype}"))
-            if tuple(arr.shape[1:]) != spec.shape:
-                out.append(
-                    Finding("error", f"data/{key}: per-step shape {tuple(arr.shape[1:])}, spec {spec.shape}")
-                )
-        for key in present:
-            if key not in store.info.features:
-                out.append(Finding("error", f"data/{key}: not declared in the feature specs"))
-        try:
-            table = store.group["meta/episodes"]
-            if table.shape[0] < store.n_episodes or table.shape[1:] != (len(EPISODE_COLUMNS),):
-                out.append(
-                    Finding("error", f"meta/episodes has shape {table.shape} for {store.n_episodes} episodes")
-                )
-        except KeyError:
-            out.append(Finding("error", "meta/episodes is missing"))
+        out += _spec_findings(store, present)
     tail = 0
     for key in present:
         arr = store.group["data/" + key]
-        if arr.shape[0] < n_steps:
+        if arr.shape[0] < store.n_steps:
             continue  # reported with the commit record
-        tail = max(tail, arr.shape[0] - n_steps)
-        if store.is_robostack:
-            missing = _chunk_files_present(arr, path / "data" / key, n_steps)
-            if missing:
-                out.append(
-                    Finding("error", f"data/{key}: chunk file(s) missing for time chunk(s) {missing[:5]}")
-                )
-                continue
-        if read_chunks and n_steps:
-            step = int(arr.chunks[0])
-            for start in range(0, n_steps, step * 64):
-                try:
-                    arr[start : min(n_steps, start + step * 64)]
-                except Exception as exc:
-                    out.append(
-                        Finding(
-                            "error",
-                            f"data/{key}: unreadable chunk near row {start} ({type(exc).__name__}: {exc})",
-                        )
-                    )
-                    break
+        tail = max(tail, arr.shape[0] - store.n_steps)
+        out += _chunk_findings(store, key, read_chunks)
     if tail:
         out.append(
             Finding(
@@ -119,6 +76,54 @@ def validate_store(path: str | os.PathLike[str], *, read_chunks: bool = True) ->
     if partial:
         out.append(Finding("note", f"{len(partial)} leftover temporary file(s) from an interrupted write"))
     return out
+
+
+def _spec_findings(store: EpisodeStore, present: list[str]) -> list[Finding]:
+    """The arrays against the declared feature specs, and the episode table's shape."""
+    out = []
+    for key, spec in store.info.features.items():
+        if key not in present:
+            out.append(Finding("error", f"data/{key}: declared in the feature specs but missing"))
+            continue
+        arr = store.group["data/" + key]
+        if str(arr.dtype) != spec.dtype:
+            out.append(Finding("error", f"data/{key}: dtype {arr.dtype}, the spec says {spec.dtype}"))
+        if tuple(arr.shape[1:]) != spec.shape:
+            out.append(
+                Finding("error", f"data/{key}: per-step shape {tuple(arr.shape[1:])}, spec {spec.shape}")
+            )
+    out += [
+        Finding("error", f"data/{k}: not declared in the feature specs")
+        for k in present
+        if k not in store.info.features
+    ]
+    try:
+        table = store.group["meta/episodes"]
+        if table.shape[0] < store.n_episodes or table.shape[1:] != (len(EPISODE_COLUMNS),):
+            out.append(
+                Finding("error", f"meta/episodes has shape {table.shape} for {store.n_episodes} episodes")
+            )
+    except KeyError:
+        out.append(Finding("error", "meta/episodes is missing"))
+    return out
+
+
+def _chunk_findings(store: EpisodeStore, key: str, read_chunks: bool) -> list[Finding]:
+    """Chunk files that are missing (robostack stores write every chunk) or do not decode, in committed rows."""
+    arr, n_steps = store.group["data/" + key], store.n_steps
+    if store.is_robostack:
+        missing = _chunk_files_present(arr, store.path / "data" / key, n_steps)
+        if missing:
+            return [Finding("error", f"data/{key}: chunk file(s) missing for time chunk(s) {missing[:5]}")]
+    if read_chunks and n_steps:
+        step = int(arr.chunks[0])
+        for start in range(0, n_steps, step * 64):
+            try:
+                arr[start : min(n_steps, start + step * 64)]
+            except Exception as exc:
+                msg = f"data/{key}: unreadable chunk near row {start} ({type(exc).__name__}: {exc})"
+                return [Finding("error", msg)]
+    return []
 
 
 def repair_store(path: str | os.PathLike[str], findings: list[Finding] | None = None) -> list[str]:

@@ -1,0 +1,95 @@
+"""Value networks the RL methods train beside a policy: an ensemble of E MLPs computed as one batched network.
+
+Every layer holds all E members' weights in one (E, in, out) tensor and runs as one batched matrix multiply, so
+ten critics cost a few large kernels instead of ten passes of small ones (RLPD's 10-critic ensemble, REDQ's
+random-subset minimum). LayerNorm after each hidden layer (RLPD: it keeps Q values from extrapolating wildly on
+actions the data never took) normalises each member on its own, with its own gain and bias.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class EnsembleLinear(nn.Module):
+    """E independent ``nn.Linear(in_dim, out_dim)`` layers: (E, B, in) -> (E, B, out)."""
+
+    def __init__(self, members: int, in_dim: int, out_dim: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(members, in_dim, out_dim))
+        self.bias = nn.Parameter(torch.empty(members, 1, out_dim))
+        bound = 1.0 / math.sqrt(in_dim)  # nn.Linear's default initialisation, per member
+        nn.init.uniform_(self.weight, -bound, bound)
+        nn.init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.baddbmm(self.bias, x, self.weight)
+
+
+class EnsembleLayerNorm(nn.Module):
+    """LayerNorm over the features of each member, with per-member gain and bias."""
+
+    def __init__(self, members: int, dim: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(members, 1, dim))
+        self.bias = nn.Parameter(torch.zeros(members, 1, dim))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.layer_norm(x, x.shape[-1:], eps=self.eps) * self.weight + self.bias
+
+
+class EnsembleMLP(nn.Module):
+    """E MLPs in one: (B, in) -> (E, B, out), hidden layers Linear -> [LayerNorm] -> ReLU."""
+
+    def __init__(
+        self, members: int, in_dim: int, out_dim: int, hidden: list[int], layer_norm: bool = True
+    ) -> None:
+        super().__init__()
+        self.members = members
+        layers: list[nn.Module] = []
+        d = in_dim
+        for h in hidden:
+            layers.append(EnsembleLinear(members, d, h))
+            if layer_norm:
+                layers.append(EnsembleLayerNorm(members, h))
+            layers.append(nn.ReLU())
+            d = h
+        layers.append(EnsembleLinear(members, d, out_dim))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x.unsqueeze(0).expand(self.members, *x.shape))
+
+
+class QEnsemble(nn.Module):
+    """Q(s, a) for E members: (features (B, F), actions (B, A)) -> (E, B)."""
+
+    def __init__(
+        self, feature_dim: int, action_dim: int, members: int = 10, hidden: list[int] | None = None,
+        layer_norm: bool = True,
+    ) -> None:  # fmt: skip
+        super().__init__()
+        self.members = members
+        self.mlp = EnsembleMLP(members, feature_dim + action_dim, 1, hidden or [256, 256], layer_norm)
+
+    def forward(self, features: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        return self.mlp(torch.cat([features, actions], dim=-1)).squeeze(-1)
+
+
+class VEnsemble(nn.Module):
+    """V(s) for E members: features (B, F) -> (E, B)."""
+
+    def __init__(
+        self, feature_dim: int, members: int = 1, hidden: list[int] | None = None, layer_norm: bool = True
+    ) -> None:
+        super().__init__()
+        self.members = members
+        self.mlp = EnsembleMLP(members, feature_dim, 1, hidden or [256, 256], layer_norm)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.mlp(features).squeeze(-1)

@@ -1,0 +1,83 @@
+"""The step-wise vector environment: seeds, auto-reset, s' at episode ends, time limits, worker independence."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from robostack.errors import RobostackError
+from robostack.sim.registry import make_task
+from robostack.sim.vector_env import VectorEnv
+
+
+def _rollout(env: VectorEnv, steps: int, rng: np.random.Generator) -> list:
+    out = [env.reset()]
+    for _ in range(steps):
+        out.append(env.step(rng.uniform(-1, 1, (env.num_envs, 2)).astype(np.float32)))
+    return out
+
+
+def test_same_episodes_in_process_and_across_workers():
+    with VectorEnv("push", 4, seed=2_000_000) as a, VectorEnv("push", 4, seed=2_000_000, workers=2) as b:
+        ra, rb = _rollout(a, 30, np.random.default_rng(0)), _rollout(b, 30, np.random.default_rng(0))
+    for k in ra[0]:
+        np.testing.assert_array_equal(ra[0][k], rb[0][k])
+    for sa, sb in zip(ra[1:], rb[1:], strict=True):
+        for k in sa.obs:
+            np.testing.assert_array_equal(sa.obs[k], sb.obs[k])
+            np.testing.assert_array_equal(sa.final_obs[k], sb.final_obs[k])
+        np.testing.assert_array_equal(sa.reward, sb.reward)
+
+
+def test_each_copy_starts_its_seeded_episode_and_resets_on_its_own():
+    n, seed = 3, 2_000_000
+    with VectorEnv("push", n, seed=seed) as env:
+        obs = env.reset()
+        single = make_task("push")
+        for i in range(n):
+            first, _ = single.reset(seed=seed + i)
+            np.testing.assert_array_equal(obs["obs/object"][i], first["object"])
+        # the experts solve their episodes; each copy then starts episode k = 1 with seed + i + n
+        ends: dict[int, tuple[int, np.ndarray, np.ndarray]] = {}
+        for _ in range(200):
+            step = env.step(env.expert_actions())
+            for i in np.flatnonzero(step.done):
+                if i not in ends:
+                    ends[int(i)] = (
+                        int(step.episode_seed[i]),
+                        step.final_obs["obs/object"][i],
+                        step.obs["obs/object"][i],
+                    )
+            if len(ends) == n:
+                break
+        assert len(ends) == n
+        for i, (ep_seed, final, now) in ends.items():
+            assert ep_seed == seed + i
+            nxt, _ = single.reset(seed=seed + i + n)
+            np.testing.assert_array_equal(now, nxt["object"])  # auto-reset: the next episode's first obs
+            assert not np.array_equal(final, now)  # s' is where the finished episode ended
+
+
+def test_time_limit_truncates():
+    with VectorEnv("push", 2, seed=2_000_000) as env:
+        env.reset()
+        limit = env.spec.max_steps
+        for t in range(limit):
+            step = env.step(np.zeros((2, 2), np.float32))  # standing still never succeeds
+            if t < limit - 1:
+                assert not step.done.any()
+        assert step.truncated.all() and not step.terminated.any()
+        assert (step.episode_length == limit).all() and (step.episode_seed == [2_000_000, 2_000_001]).all()
+
+
+def test_bad_actions_are_refused():
+    with VectorEnv("push", 2, seed=0) as env:
+        env.reset()
+        with pytest.raises(RobostackError, match="shape"):
+            env.step(np.zeros((3, 2)))
+        with pytest.raises(RobostackError, match="NaN"):
+            env.step(np.full((2, 2), np.nan))
+    with pytest.raises(RobostackError, match="workers"):
+        VectorEnv("push", 2, seed=0, workers=3)
+    with pytest.raises(RobostackError, match="simulation worker failed"):
+        VectorEnv("nope", 2, seed=0, workers=1)
