@@ -7,6 +7,7 @@ is given, in which case it returns mean + std * noise.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -88,6 +89,22 @@ class GaussianPolicy(Policy):
         mean = torch.tanh(self.mean(h)).view(shape)
         log_std = self.log_std(h).clamp(self.config.min_log_std, self.config.max_log_std).view(shape)
         return mean, log_std.exp()
+
+    def squashed_sample(
+        self, obs: dict[str, torch.Tensor], deterministic: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The tanh-squashed Gaussian the RL methods train (SAC's actor): a = tanh(u + sigma * eps) in normalised
+        action space, (B, T_p, Da), and log pi(a | s) summed over the chunk, (B,). Its deterministic action tanh(u)
+        is ``distribution``'s mean, so what RL trains is what export and the runtimes execute."""
+        h = self.trunk(self.encoder(self.frames(obs)))
+        shape = (-1, self.config.horizon, self.spec.action.shape[0])
+        u = self.mean(h).view(shape)
+        log_std = self.log_std(h).clamp(self.config.min_log_std, self.config.max_log_std).view(shape)
+        z = u if deterministic else u + log_std.exp() * torch.randn_like(u)
+        # log(1 - tanh(z)^2) written stably: 2 (log 2 - z - softplus(-2 z))
+        log_det = 2.0 * (math.log(2.0) - z - torch.nn.functional.softplus(-2.0 * z))
+        log_prob = torch.distributions.Normal(u, log_std.exp()).log_prob(z) - log_det
+        return torch.tanh(z), log_prob.flatten(1).sum(-1)
 
     def compute_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         obs = {k: batch[k][:, : self.config.n_obs_steps] for k in self.spec.obs}
