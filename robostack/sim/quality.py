@@ -53,6 +53,23 @@ class NoisyExpert(Expert):
         return np.clip(a + self.rng.normal(0.0, self.noise, a.shape), -1.0, 1.0).astype(np.float32)
 
 
+#: Degraded experts for simulated interveners, by the success they are meant to have on their own: the expert with
+#: action noise 0.3 and per-step detour probability chosen per task so its success lands near the level
+#: (calibrated on push, 100 seeds per setting; measured per level by ``benchmarks/expert_levels.py``).
+EXPERT_LEVELS: dict[str, dict[float, float]] = {"push": {0.9: 0.135, 0.6: 0.21, 0.3: 0.275}}
+
+
+def degraded_expert(task: str, level: float, expert: Expert, rng: np.random.Generator) -> Expert:
+    """The task's expert degraded to about ``level`` success (1.0: the expert itself)."""
+    if level >= 1.0:
+        return expert
+    levels = EXPERT_LEVELS.get(task, {})
+    if level not in levels:
+        known = ", ".join(str(x) for x in sorted(levels)) or "none"
+        raise RobostackError(f"no expert level {level} for task '{task}' (calibrated: {known}, or 1.0)")
+    return NoisyExpert(expert, rng, noise=0.3, detour_p=levels[level])
+
+
 class DartExpert(Expert):
     """DART (Laskey et al., 2017): execute the expert's command plus noise, record the expert's own command.
 

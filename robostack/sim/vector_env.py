@@ -5,7 +5,8 @@
 is returned as ``final_obs`` for every copy (what a replay buffer needs as s'), and ``obs`` holds the next
 episode's first observation where a copy reset. Copy i's k-th episode has seed ``seed + i + k * N``, so which
 episode gets which seed depends neither on the number of worker processes nor on timing. Every copy also keeps the
-task's scripted expert for its episode (``expert_actions()``), which simulated interveners and demonstrations need.
+task's scripted expert for its episode (``expert_actions()``), which simulated interveners and demonstrations need,
+optionally degraded to a success level.
 
 ``workers=0`` runs the copies in this process (best for the cheap ``push``, whose step costs less than a message
 between processes); ``workers=W`` spreads them over W processes (``spawn``: MuJoCo/EGL contexts do not survive
@@ -51,10 +52,18 @@ class _Copies:
     """Copies ``first .. first + n - 1`` of the N, in one process."""
 
     def __init__(
-        self, task_name: str, task_kwargs: dict[str, Any], first: int, n: int, total: int, seed: int
-    ):
+        self,
+        task_name: str,
+        task_kwargs: dict[str, Any],
+        first: int,
+        n: int,
+        total: int,
+        seed: int,
+        level: float,
+    ) -> None:
         from robostack.sim.registry import make_task
 
+        self.task_name, self.level = task_name, level
         self.tasks = [make_task(task_name, **task_kwargs) for _ in range(n)]
         self.spec: TaskSpec = self.tasks[0].task_spec
         self.index = list(range(first, first + n))
@@ -71,7 +80,10 @@ class _Copies:
         self.seeds[j], self.steps[j] = seed, 0
         self.obs[j], _ = self.tasks[j].reset(seed=seed)
         # the expert's own choices come from their own stream, never the env's
-        self.experts[j] = self.tasks[j].make_expert(np.random.default_rng([seed, 0x5EED]))
+        from robostack.sim.quality import degraded_expert
+
+        rng = np.random.default_rng([seed, 0x5EED])
+        self.experts[j] = degraded_expert(self.task_name, self.level, self.tasks[j].make_expert(rng), rng)
 
     def reset(self) -> list[dict[str, np.ndarray]]:
         for j in range(len(self.tasks)):
@@ -124,18 +136,20 @@ class VectorEnv:
         seed: int,
         workers: int = 0,
         task_kwargs: dict[str, Any] | None = None,
+        expert_level: float = 1.0,
     ) -> None:
+        """``expert_level``: the copies' experts degraded to about that success rate (``sim.quality``)."""
         if num_envs < 1:
             raise RobostackError(f"num_envs must be at least 1, got {num_envs}")
         if workers < 0 or workers > num_envs:
             raise RobostackError(f"workers must be in [0, num_envs = {num_envs}], got {workers}")
-        self.num_envs, self.seed = num_envs, seed
+        self.num_envs, self.seed, self.level = num_envs, seed, expert_level
         kwargs = task_kwargs or {}
         self._local: _Copies | None = None
         self._conns: list[Any] = []
         self._procs: list[Any] = []
         if workers == 0:
-            self._local = _Copies(task, kwargs, 0, num_envs, num_envs, seed)
+            self._local = _Copies(task, kwargs, 0, num_envs, num_envs, seed, expert_level)
             self.spec = self._local.spec
         else:
             self.spec = self._start_workers(task, kwargs, workers)
@@ -147,7 +161,7 @@ class VectorEnv:
         self._slices = [(int(a), int(b)) for a, b in itertools.pairwise(bounds)]
         for first, stop in self._slices:
             parent, child = ctx.Pipe()
-            args = (task, kwargs, first, stop - first, self.num_envs, self.seed)
+            args = (task, kwargs, first, stop - first, self.num_envs, self.seed, self.level)
             proc = ctx.Process(target=_worker, args=(child, args), daemon=True)
             proc.start()
             self._conns.append(parent)
