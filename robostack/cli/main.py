@@ -19,7 +19,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from robostack.cli import bench_cmd, data_cmd, export_cmd, quickstart, sim_cmd, train_cmd
+    from robostack.cli import bench_cmd, data_cmd, export_cmd, finetune_cmd, quickstart, sim_cmd, train_cmd
 
     p = _Parser(prog="robostack", description="Robot policy training and deployment stack.")
     p.add_argument("--version", action="version", version=f"robostack {_version()}")
@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     data_cmd.add(sub)
     sim_cmd.add(sub)
     train_cmd.add(sub)
+    finetune_cmd.add(sub)
     export_cmd.add(sub)
     bench_cmd.add(sub)
     quickstart.add(sub)

@@ -1,0 +1,359 @@
+"""RLIF (Luo et al., ICLR 2024) and plain SAC fine-tuning, online in simulation.
+
+A behaviour-cloned single-step Gaussian policy acts in N simulated copies of the task; a simulated intervener
+watches each copy and lets a (degraded) expert take over. ``rlif``'s reward is the interventions alone: -1 on the
+transition just before a takeover starts (``algos.interventions``), 0 elsewhere, never the task's reward. ``sac``
+learns from the task's reward with no intervener: the baseline that shows what the task reward alone gives.
+Every transition (the expert's steps during takeovers included, flagged ``is_intervention``) goes into the replay
+buffer with RLPD's symmetric sampling against the offline stores given with ``data``, and every finished episode into
+``<out>/online.zarr``. The learner is ``algos.sac.SACLearner``; what ships is ``<out>/checkpoints/step_N/``, a
+gaussian policy folder that ``robostack eval`` / ``export`` and the ROS node take unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from robostack.algos.interventions import Intervener, IntervenerConfig, intervention_rewards
+from robostack.algos.registry import register_algorithm
+from robostack.algos.sac import SACConfig, SACLearner, check_actor
+from robostack.data.replay import ReplayBuffer
+from robostack.data.schema import SOURCES, FeatureSpec, StoreInfo
+from robostack.data.store import EpisodeWriter
+from robostack.errors import RobostackError
+from robostack.eval.seeds import RANGES
+from robostack.policies.checkpoint import load_policy, save_policy
+from robostack.policies.loading import resolve_policy_folder
+from robostack.sim.registry import task_spec
+from robostack.sim.vector_env import VectorEnv
+from robostack.train.data import to_tensors
+from robostack.train.hooks import evaluate_checkpoint
+from robostack.train.run_log import RunLog, write_run_files
+from robostack.train.state import checkpoint_folder, mark_last, save_train_state
+
+ONLINE_SEEDS = 3_000_000
+"""Online training episodes take seeds from here (above every evaluation range; demonstrations stay below 100,000)."""
+
+
+@dataclass
+class OnlineConfig:
+    algo: str = "rlif"
+    """rlif (reward from interventions) | sac (the task's reward, no intervener)."""
+    from_run: str = ""
+    """Training run or policy folder of the starting policy (gaussian, horizon 1)."""
+    task: str = "push"
+    env_steps: int = 20_000
+    """Environment steps in all (over every copy)."""
+    envs: int = 8
+    workers: int = 0
+    """Simulation processes (0: the copies step in this process)."""
+    seed: int = 0
+    expert_level: float = 0.6
+    """The intervening expert's own success level (``robostack.sim.quality.EXPERT_LEVELS``)."""
+    intervener: IntervenerConfig = field(default_factory=IntervenerConfig)
+    sac: SACConfig = field(default_factory=SACConfig)
+    updates_per_env_step: float = 1.0
+    """Learner steps per environment step (each learner step runs ``sac.utd`` critic updates)."""
+    learning_starts: int = 1000
+    """Environment steps collected before the first update (when no offline data is given)."""
+    data: list[str] = field(default_factory=list)
+    """Offline stores mixed in by symmetric sampling (their reward: interventions for rlif, the store's for sac)."""
+    replay_capacity: int = 1_000_000
+    eval_every: int = 5000
+    eval_episodes: int = 50
+    log_every: int = 500
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.intervener, dict):
+            self.intervener = IntervenerConfig(**self.intervener)
+        if isinstance(self.sac, dict):
+            self.sac = SACConfig(**self.sac)
+        if self.algo not in ("rlif", "sac"):
+            raise RobostackError(f"unknown online algorithm '{self.algo}' (choose from rlif, sac)")
+        if not self.from_run:
+            raise RobostackError("--from is required: the behaviour-cloned policy to start from")
+        if self.env_steps < self.envs or self.envs < 1:
+            raise RobostackError(f"need env_steps ({self.env_steps}) >= envs ({self.envs}) >= 1")
+
+
+class _EpisodeRows:
+    """Each copy's rows of its running episode; a finished episode is written to the store whole."""
+
+    def __init__(self, writer: EpisodeWriter, n: int, task: str, rate: float) -> None:
+        self.writer, self.task, self.rate = writer, task, rate
+        self.rows: list[dict[str, list[np.ndarray]]] = [{} for _ in range(n)]
+
+    def add(self, i: int, row: dict[str, np.ndarray]) -> None:
+        for k, v in row.items():
+            self.rows[i].setdefault(k, []).append(v)
+
+    def flush(self, seeds: np.ndarray) -> None:
+        """Write every running episode, cut short by the end of the run (its last row marked ``truncated``)."""
+        for i, rows in enumerate(self.rows):
+            if rows:
+                rows["truncated"][-1] = np.bool_(True)
+                self.finish(i, False, int(seeds[i]))
+
+    def finish(self, i: int, success: bool, seed: int) -> None:
+        data = {k: np.stack(v) for k, v in self.rows[i].items()}
+        data["timestamp"] = np.arange(len(data["action"]), dtype=np.float64) / self.rate
+        quality = "policy" if not data["is_intervention"].any() else "human"
+        source = "intervention" if data["is_intervention"].any() else "sim"
+        self.writer.add_episode(
+            data, success=success, source=source, task=self.task, seed=seed, quality=quality
+        )
+        self.rows[i] = {}
+
+
+def _store_features(spec: Any) -> dict[str, FeatureSpec]:
+    feats = {f"obs/{k}": v for k, v in spec.obs.items()}
+    feats["action"] = spec.action
+    feats["policy_action"] = FeatureSpec(
+        spec.action.dtype, spec.action.shape, description="the policy's proposal"
+    )
+    feats["reward"] = FeatureSpec("float32", (), description="the task's reward")
+    feats["terminated"] = FeatureSpec("bool", ())
+    feats["truncated"] = FeatureSpec("bool", ())
+    feats["is_intervention"] = FeatureSpec("bool", (), description="the expert drove this step")
+    feats["timestamp"] = FeatureSpec("float64", (), units="s")
+    return feats
+
+
+class _OnlineRun:
+    """The loop's state: learner, replay, environments, intervener, recorder, counters."""
+
+    def __init__(self, cfg: OnlineConfig, out: Path, progress: bool) -> None:
+        self.cfg, self.out = cfg, out
+        folder = resolve_policy_folder(cfg.from_run)
+        actor = load_policy(folder).train()
+        check_actor(actor)
+        self.stats = _policy_stats(folder)
+        torch.manual_seed(cfg.seed)
+        self.rng = np.random.default_rng([cfg.seed, 7])
+        self.learner = SACLearner(cfg.sac, actor, cfg.device)
+        self.keys = list(actor.spec.obs)
+        _check_fits(actor.spec, task_spec(cfg.task))  # before any simulator is made
+        if cfg.algo == "rlif" and cfg.intervener.rule == "value":
+            raise RobostackError("the value intervener needs a reference critic, which this version cannot load yet")
+        self.env = VectorEnv(cfg.task, cfg.envs, ONLINE_SEEDS + cfg.seed * 100_000, cfg.workers,
+                             expert_level=cfg.expert_level)  # fmt: skip
+        self.replay = self._replay()
+        self.intervener = (
+            Intervener(cfg.intervener, cfg.envs, np.random.default_rng([cfg.seed, 11]))
+            if cfg.algo == "rlif"
+            else None
+        )
+        low, high = np.asarray(self.env.spec.action_low), np.asarray(self.env.spec.action_high)
+        self.action_scale = np.where(high > low, (high - low) / 2, 1.0)
+        info = StoreInfo(control_rate_hz=self.env.spec.control_rate_hz, features=_store_features(self.env.spec),
+                         tasks=[cfg.task], extra={"task_spec": self.env.spec.to_json()})  # fmt: skip
+        self.writer = EpisodeWriter.create(out / "online.zarr", info)
+        self.episodes = _EpisodeRows(self.writer, cfg.envs, cfg.task, self.env.spec.control_rate_hz)
+        self.log = RunLog(out, True, cfg.env_steps, 0, f"finetune {cfg.algo}", progress)
+        self.pending: list[dict[str, np.ndarray] | None] = [None] * cfg.envs
+        self.was_acting = np.zeros(cfg.envs, bool)
+        self.finished: list[tuple[bool, bool]] = []  # (success, had an intervention) of finished episodes
+        self.intervened = np.zeros(cfg.envs, bool)  # the running episode has had a takeover
+        self.steps, self.updates, self.owed = 0, 0, 0.0
+        self.window_steps, self.window_interventions = 0, 0
+        self.running_seeds = np.zeros(cfg.envs, np.int64)
+
+    def _replay(self) -> ReplayBuffer:
+        obs_keys, cfg = self.keys, self.cfg
+        if cfg.data:
+            reward_fn = (
+                (lambda buf: intervention_rewards(_flags(buf), buf.episode_ends))
+                if cfg.algo == "rlif"
+                else None
+            )
+            replay, dropped = ReplayBuffer.from_stores(
+                cfg.data, obs_keys, cfg.replay_capacity, reward_fn=reward_fn
+            )
+            if cfg.algo == "rlif" and not (replay.offline["reward"] < 0).any():
+                raise RobostackError(
+                    "--algo rlif: the --data stores hold no interventions (no takeover to learn from)"
+                )
+            return replay
+        spec = self.env.spec
+        example = {f"obs/{k}": np.zeros((0, *v.shape), np.float32) for k, v in spec.obs.items()}
+        example.update({"next/" + k: v for k, v in example.items()})
+        example.update(action=np.zeros((0, *spec.action.shape), np.float32), reward=np.zeros(0, np.float32),
+                       terminated=np.zeros(0, bool), truncated=np.zeros(0, bool),
+                       is_intervention=np.zeros(0, bool), source=np.zeros(0, np.uint8))  # fmt: skip
+        return ReplayBuffer(example, cfg.replay_capacity)
+
+
+def _flags(buf: Any) -> np.ndarray:
+    if "is_intervention" not in buf.data:
+        raise RobostackError("--algo rlif: a --data store has no is_intervention key")
+    return buf.data["is_intervention"]
+
+
+def _policy_stats(folder: Path) -> Any:
+    from robostack.data.normalize import load_stats
+
+    return load_stats(folder)
+
+
+def _check_fits(policy_spec: Any, spec: Any) -> None:
+    want = {f"obs/{k}": v.shape for k, v in spec.obs.items()}
+    for k, v in policy_spec.obs.items():
+        if tuple(want.get(k, ())) != tuple(v.shape) or k not in want:
+            raise RobostackError(
+                f"the policy's observation '{k}' {tuple(v.shape)} does not fit task '{spec.name}'"
+            )
+    if tuple(policy_spec.action.shape) != tuple(spec.action.shape):
+        raise RobostackError(
+            f"the policy's action {policy_spec.action.shape} does not fit task '{spec.name}'"
+        )
+
+
+def _act(run: _OnlineRun, obs: dict[str, np.ndarray]) -> np.ndarray:
+    """The policy's sampled action in raw units (B, Da)."""
+    with torch.no_grad():
+        t = to_tensors({k: obs[k] for k in run.keys}, run.learner.device)
+        a, _ = run.learner.sample_action(t)
+        raw = run.learner.actor.normalizer.unnormalize("action", a)
+    return np.clip(raw.cpu().numpy(), run.env.spec.action_low, run.env.spec.action_high).astype(np.float32)
+
+
+def _collect(run: _OnlineRun, obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """One vector step: act, let the intervener decide, step, hand transitions to the replay and the store."""
+    policy_action = _act(run, obs)
+    expert_action = run.env.expert_actions()
+    acting = np.zeros(run.cfg.envs, bool)
+    if run.intervener is not None:
+        acting = run.intervener.decide(obs, policy_action, expert_action, run.action_scale)
+    executed = np.where(acting[:, None], expert_action, policy_action).astype(np.float32)
+    # RLIF: the transition just before an onset (same episode) is penalised; it waits in ``pending`` one step
+    onset = acting & ~run.was_acting
+    ready = []
+    for i, tr in enumerate(run.pending):
+        if tr is not None:
+            if onset[i]:
+                tr["reward"] = np.float32(-1.0)
+            ready.append(tr)
+            run.pending[i] = None
+    step = run.env.step(executed)
+    for i in range(run.cfg.envs):
+        reward = np.float32(step.reward[i]) if run.cfg.algo == "sac" else np.float32(0.0)
+        tr = {**{k: obs[k][i] for k in run.keys}, **{"next/" + k: step.final_obs[k][i] for k in run.keys},
+              "action": executed[i], "reward": reward, "terminated": step.terminated[i],
+              "truncated": step.truncated[i], "is_intervention": acting[i],
+              "source": np.uint8(SOURCES.index("intervention" if acting[i] else "sim"))}  # fmt: skip
+        row = {**{k: obs[k][i] for k in run.keys}, "action": executed[i], "policy_action": policy_action[i],
+               "reward": np.float32(step.reward[i]), "terminated": step.terminated[i],
+               "truncated": step.truncated[i], "is_intervention": acting[i]}  # fmt: skip
+        run.episodes.add(i, row)
+        run.intervened[i] |= bool(acting[i])
+        if step.done[i]:  # a takeover in the next episode was not caused by this one's last step
+            ready.append(tr)
+            run.episodes.finish(i, bool(step.success[i]), int(step.episode_seed[i]))
+            run.finished.append((bool(step.success[i]), bool(run.intervened[i])))
+            run.intervened[i] = False
+        else:
+            run.pending[i] = tr
+    # a copy that reset now runs its next episode, whose seed is N above the finished one's
+    run.running_seeds = np.where(step.done, step.episode_seed + run.cfg.envs, step.episode_seed)
+    run.was_acting = acting & ~step.done
+    if run.intervener is not None:
+        run.intervener.episode_done(step.done)
+    if ready:
+        run.replay.add({k: np.stack([tr[k] for tr in ready]) for k in ready[0]})
+    run.steps += run.cfg.envs
+    run.window_steps += run.cfg.envs
+    run.window_interventions += int(acting.sum())
+    return step.obs
+
+
+def _learn(run: _OnlineRun) -> dict[str, float]:
+    cfg = run.cfg
+    if len(run.replay) < cfg.sac.batch_size or (not cfg.data and run.steps < cfg.learning_starts):
+        return {}
+    run.owed += cfg.envs * cfg.updates_per_env_step
+    metrics: dict[str, float] = {}
+    while run.owed >= 1.0:
+        batches = [to_tensors(run.replay.sample_symmetric(cfg.sac.batch_size, run.rng), run.learner.device)
+                   for _ in range(cfg.sac.utd)]  # fmt: skip
+        metrics = run.learner.update(batches)
+        run.updates += 1
+        run.owed -= 1.0
+    return metrics
+
+
+def _checkpoint(run: _OnlineRun, evaluate: bool) -> dict[str, Any]:
+    cfg = run.cfg
+    folder = checkpoint_folder(run.out, run.steps)
+    actor = run.learner.actor
+    save_policy(actor, folder, run.stats, {"step": run.steps, "train_config": asdict(cfg)})
+    save_train_state(folder, run.steps, run.learner.state_objects(), run.rng)
+    mark_last(run.out, folder)
+    if evaluate and cfg.eval_episodes > 0:
+        return evaluate_checkpoint(folder, cfg.task, cfg.eval_episodes, 1, RANGES["train-eval"].start)
+    return {}
+
+
+@register_algorithm(
+    "rlif", "finetune", OnlineConfig, "RLIF: off-policy RL whose only reward is the intervener's takeovers"
+)
+@register_algorithm("sac", "finetune", OnlineConfig, "SAC with RLPD's recipe on the task's reward")
+def finetune(
+    cfg: OnlineConfig, out: str | os.PathLike[str], resume: bool = False, progress: bool = True
+) -> Path:
+    """Fine-tune ``cfg.from_run`` online; returns the run folder (its last checkpoint is the fine-tuned policy)."""
+    if resume:
+        raise RobostackError(
+            "online fine-tuning starts fresh (its episodes are in online.zarr); use another --out"
+        )
+    run_dir = Path(out)
+    if (run_dir / "config.yaml").exists():
+        raise RobostackError(f"{run_dir}: a run already exists here (choose another --out)")
+    write_run_files(run_dir, cfg, None)
+    run = _OnlineRun(cfg, run_dir, progress)
+    t0 = time.perf_counter()
+    try:
+        obs = run.env.reset()
+        next_log, next_eval = cfg.log_every, cfg.eval_every
+        while run.steps < cfg.env_steps:
+            obs = _collect(run, obs)
+            metrics = _learn(run)
+            run.log.bar.update(cfg.envs)
+            if run.steps >= next_log:
+                next_log += cfg.log_every
+                run.log.log(_record(run, metrics, time.perf_counter() - t0))
+            if cfg.eval_every and run.steps >= next_eval and run.steps < cfg.env_steps:
+                next_eval += cfg.eval_every
+                result = _checkpoint(run, evaluate=True)
+                run.log.log({"step": run.steps, "eval_success_rate": result["success_rate"]})
+        result = _checkpoint(run, evaluate=True)
+        if result:
+            run.log.log({"step": run.steps, "eval_success_rate": result["success_rate"]})
+        run.episodes.flush(run.running_seeds)
+    finally:
+        run.env.close()
+        run.writer.close()
+        run.log.close()
+    return run_dir
+
+
+def _record(run: _OnlineRun, metrics: dict[str, float], seconds: float) -> dict[str, Any]:
+    recent = run.finished[-50:]
+    rec: dict[str, Any] = {"step": run.steps, "updates": run.updates, "env_steps_per_s": run.steps / seconds,
+                           "episodes": len(run.finished), **metrics}  # fmt: skip
+    if recent:
+        rec["episode_success_rate"] = float(np.mean([s for s, _ in recent]))
+        rec["episodes_with_takeover"] = float(np.mean([t for _, t in recent]))
+    if run.window_steps:
+        rec["intervention_rate"] = (
+            run.window_interventions / run.window_steps
+        )  # share of steps under takeover
+    run.window_steps, run.window_interventions = 0, 0
+    return rec

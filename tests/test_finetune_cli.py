@@ -1,0 +1,80 @@
+"""``robostack finetune`` as a lab runs it: RLIF and SAC from a behaviour-cloned policy, online in simulation; the
+online episodes land in a store, the result exports with parity; bad input is refused with one line."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from robostack.data import EpisodeStore
+
+from conftest import assert_one_line_error, run_cli, run_cli_here
+
+SMALL = ["--envs", "4", "--learning_starts=100", "--sac.batch_size=32", "--sac.critics=4", "--sac.hidden=[32,32]",
+         "--eval_every=0", "--eval_episodes=2", "--log_every=100", "--updates_per_env_step=0.25"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def bc_run(tmp_path_factory, push_store):
+    out = tmp_path_factory.mktemp("bc") / "bc"
+    run_cli(
+        "train", "--policy", "gaussian", "--data", push_store, "--out", out, "--steps", "100",
+        "--policy.horizon=1", "--policy.n_action_steps=1", "--policy.hidden_dims=[32,32]", "--eval.episodes=0",
+        check=True,
+    )  # fmt: skip
+    return out
+
+
+def test_rlif_and_sac_run_end_to_end(tmp_path, bc_run):
+    out = tmp_path / "rlif"
+    proc = run_cli(
+        "finetune", "--algo", "rlif", "--from", bc_run, "--task", "push", "--out", out, "--env-steps", "400",
+        "--intervener", "deviation", "--expert-level", "0.6", *SMALL,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert records[-1]["eval_success_rate"] is not None and any("critic_loss" in r for r in records)
+    assert any("intervention_rate" in r for r in records)
+    store = EpisodeStore(out / "online.zarr")
+    assert store.n_steps == 400  # every step, the unfinished episodes' too
+    flags = store.read("is_intervention")
+    assert flags.any() and not flags.all()
+    taken = flags & ~np.isclose(store.read("action"), store.read("policy_action")).all(axis=1)
+    assert (
+        taken.sum() > 0
+    )  # during takeovers the executed action is the expert's, the proposal is kept beside it
+    model = tmp_path / "m.onnx"
+    proc = run_cli("export", "--policy", out, "--out", model)
+    assert proc.returncode == 0, proc.stderr
+    proc = run_cli(
+        "finetune", "--algo", "sac", "--from", bc_run, "--task", "push", "--out", tmp_path / "sac", "--env-steps",
+        "200", *SMALL,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert not EpisodeStore(tmp_path / "sac" / "online.zarr").read("is_intervention").any()
+
+
+def test_bad_finetune_input(tmp_path, bc_run, push_store):
+    base = ["finetune", "--from", bc_run, "--task", "push", "--env-steps", "40", *SMALL]
+    assert_one_line_error(
+        run_cli_here(*base, "--algo", "rlif", "--data", push_store, "--out", tmp_path / "a"),
+        "no interventions",
+    )
+    assert_one_line_error(
+        run_cli_here(*base, "--algo", "rlif", "--intervener", "nope", "--out", tmp_path / "b"),
+        "unknown intervener",
+    )
+    assert_one_line_error(
+        run_cli_here(*base, "--algo", "rlif", "--intervener", "value", "--out", tmp_path / "c"),
+        "reference critic",
+    )
+    assert_one_line_error(
+        run_cli_here(*base, "--algo", "sac", "--task", "lift", "--out", tmp_path / "d"), "does not fit task"
+    )
+    bad = run_cli_here("finetune", "--algo", "nope", "--out", tmp_path / "e")
+    assert bad.returncode == 2 and "choose from 'rlif', 'sac'" in bad.stderr
+    assert_one_line_error(
+        run_cli_here("finetune", "--algo", "sac", "--out", tmp_path / "f"), "--from is required"
+    )
