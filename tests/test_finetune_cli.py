@@ -54,6 +54,13 @@ def test_rlif_and_sac_run_end_to_end(tmp_path, bc_run):
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert not EpisodeStore(tmp_path / "sac" / "online.zarr").read("is_intervention").any()
+    # RLIF's value rule, judged by the SAC run's critic
+    proc = run_cli(
+        "finetune", "--algo", "rlif", "--from", bc_run, "--task", "push", "--out", tmp_path / "value",
+        "--env-steps", "200", "--intervener", "value", "--reference", tmp_path / "sac", *SMALL,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert EpisodeStore(tmp_path / "value" / "online.zarr").n_steps == 200
 
 
 def test_bad_finetune_input(tmp_path, bc_run, push_store):

@@ -58,6 +58,8 @@ class OnlineConfig:
     expert_level: float = 0.6
     """The intervening expert's own success level (``robostack.sim.quality.EXPERT_LEVELS``)."""
     intervener: IntervenerConfig = field(default_factory=IntervenerConfig)
+    reference: str = ""
+    """The value intervener's judge: a ``sac`` fine-tuning run whose critic rates actions (RLIF's reference critic)."""
     sac: SACConfig = field(default_factory=SACConfig)
     updates_per_env_step: float = 1.0
     """Learner steps per environment step (each learner step runs ``sac.utd`` critic updates)."""
@@ -135,29 +137,22 @@ class _OnlineRun:
         folder = resolve_policy_folder(cfg.from_run)
         actor = load_policy(folder).train()
         check_actor(actor)
+        self.spec = task_spec(cfg.task)
+        _check_fits(actor.spec, self.spec)
         self.stats = _policy_stats(folder)
         torch.manual_seed(cfg.seed)
         self.rng = np.random.default_rng([cfg.seed, 7])
         self.learner = SACLearner(cfg.sac, actor, cfg.device)
         self.keys = list(actor.spec.obs)
-        _check_fits(actor.spec, task_spec(cfg.task))  # before any simulator is made
-        if cfg.algo == "rlif" and cfg.intervener.rule == "value":
-            raise RobostackError("the value intervener needs a reference critic, which this version cannot load yet")
-        self.env = VectorEnv(cfg.task, cfg.envs, ONLINE_SEEDS + cfg.seed * 100_000, cfg.workers,
-                             expert_level=cfg.expert_level)  # fmt: skip
-        self.replay = self._replay()
+        value_fn = reference_value_fn(cfg.reference, cfg.device) if cfg.reference else None
         self.intervener = (
-            Intervener(cfg.intervener, cfg.envs, np.random.default_rng([cfg.seed, 11]))
+            Intervener(cfg.intervener, cfg.envs, np.random.default_rng([cfg.seed, 11]), value_fn)
             if cfg.algo == "rlif"
             else None
         )
-        low, high = np.asarray(self.env.spec.action_low), np.asarray(self.env.spec.action_high)
+        self.replay = self._replay()
+        low, high = np.asarray(self.spec.action_low), np.asarray(self.spec.action_high)
         self.action_scale = np.where(high > low, (high - low) / 2, 1.0)
-        info = StoreInfo(control_rate_hz=self.env.spec.control_rate_hz, features=_store_features(self.env.spec),
-                         tasks=[cfg.task], extra={"task_spec": self.env.spec.to_json()})  # fmt: skip
-        self.writer = EpisodeWriter.create(out / "online.zarr", info)
-        self.episodes = _EpisodeRows(self.writer, cfg.envs, cfg.task, self.env.spec.control_rate_hz)
-        self.log = RunLog(out, True, cfg.env_steps, 0, f"finetune {cfg.algo}", progress)
         self.pending: list[dict[str, np.ndarray] | None] = [None] * cfg.envs
         self.was_acting = np.zeros(cfg.envs, bool)
         self.finished: list[tuple[bool, bool]] = []  # (success, had an intervention) of finished episodes
@@ -165,6 +160,14 @@ class _OnlineRun:
         self.steps, self.updates, self.owed = 0, 0, 0.0
         self.window_steps, self.window_interventions = 0, 0
         self.running_seeds = np.zeros(cfg.envs, np.int64)
+        # what holds resources last, once every check has passed; ``close`` releases them
+        info = StoreInfo(control_rate_hz=self.spec.control_rate_hz, features=_store_features(self.spec),
+                         tasks=[cfg.task], extra={"task_spec": self.spec.to_json()})  # fmt: skip
+        self.writer = EpisodeWriter.create(out / "online.zarr", info)
+        self.episodes = _EpisodeRows(self.writer, cfg.envs, cfg.task, self.spec.control_rate_hz)
+        self.log = RunLog(out, True, cfg.env_steps, 0, f"finetune {cfg.algo}", progress)
+        self.env = VectorEnv(cfg.task, cfg.envs, ONLINE_SEEDS + cfg.seed * 100_000, cfg.workers,
+                             expert_level=cfg.expert_level)  # fmt: skip
 
     def _replay(self) -> ReplayBuffer:
         obs_keys, cfg = self.keys, self.cfg
@@ -182,13 +185,35 @@ class _OnlineRun:
                     "--algo rlif: the --data stores hold no interventions (no takeover to learn from)"
                 )
             return replay
-        spec = self.env.spec
+        spec = self.spec
         example = {f"obs/{k}": np.zeros((0, *v.shape), np.float32) for k, v in spec.obs.items()}
         example.update({"next/" + k: v for k, v in example.items()})
         example.update(action=np.zeros((0, *spec.action.shape), np.float32), reward=np.zeros(0, np.float32),
                        terminated=np.zeros(0, bool), truncated=np.zeros(0, bool),
                        is_intervention=np.zeros(0, bool), source=np.zeros(0, np.uint8))  # fmt: skip
         return ReplayBuffer(example, cfg.replay_capacity)
+
+
+def reference_value_fn(run: str, device: str) -> Any:
+    """Q_ref(s, a) from a finished ``sac`` run: the mean of its critic ensemble, on raw observations and actions."""
+    from robostack.config import from_dict, load_yaml
+
+    folder = resolve_policy_folder(run)
+    saved = load_yaml(Path(run) / "config.yaml") if (Path(run) / "config.yaml").is_file() else {}
+    if saved.get("algo") != "sac":
+        raise RobostackError(f"{run}: the reference critic comes from a `robostack finetune --algo sac` run")
+    learner = SACLearner(from_dict(OnlineConfig, saved).sac, load_policy(folder), device)
+    state = torch.load(folder / "train_state.pt", map_location=device, weights_only=False)
+    learner.critic.load_state_dict(state["critic"])
+    learner.critic.eval()
+
+    @torch.no_grad()
+    def value(obs: dict[str, np.ndarray], actions: np.ndarray) -> np.ndarray:
+        t = to_tensors({k: obs[k] for k in learner.keys}, learner.device)
+        a = learner.normalized_action(torch.as_tensor(actions, device=learner.device))
+        return learner.critic(learner.features(t), a).mean(0).cpu().numpy()
+
+    return value
 
 
 def _flags(buf: Any) -> np.ndarray:

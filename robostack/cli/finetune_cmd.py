@@ -13,7 +13,7 @@ The resolved config is saved as <out>/config.yaml."""
 FLAGS = {
     "from_run": "from_run", "task": "task", "env_steps": "env_steps", "envs": "envs", "workers": "workers",
     "seed": "seed", "expert_level": "expert_level", "intervener": "intervener.rule", "data": "data",
-    "device": "device",
+    "device": "device", "reference": "reference",
 }  # fmt: skip
 
 
@@ -34,6 +34,7 @@ def add(sub: argparse._SubParsersAction) -> None:
         "--expert-level", dest="expert_level", type=float, help="intervening expert's success level"
     )
     p.add_argument("--intervener", help="deviation | random | value")
+    p.add_argument("--reference", help="value intervener's judge: a finished `finetune --algo sac` run")
     p.add_argument("--data", action="append", help="offline store mixed into the replay (repeatable)")
     p.add_argument("--device", help="cpu | cuda")
     p.set_defaults(func=cmd_finetune, accepts_overrides=True)
