@@ -63,6 +63,22 @@ def test_rlif_and_sac_run_end_to_end(tmp_path, bc_run):
     assert EpisodeStore(tmp_path / "value" / "online.zarr").n_steps == 200
 
 
+def test_hg_dagger_aggregates_takeovers_and_retrains(tmp_path, bc_run):
+    out = tmp_path / "hg"
+    proc = run_cli(
+        "finetune", "--algo", "hg-dagger", "--from", bc_run, "--task", "push", "--out", out, "--env-steps", "240",
+        "--envs", "4", "--intervener", "deviation", "--rounds=2", "--bc_steps=20", "--eval_episodes=2",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    aggregate = EpisodeStore(out / "aggregate.zarr")
+    demos = EpisodeStore(json.loads((bc_run / "data.json").read_text())["store"]).n_episodes
+    sources = [e.source for e in aggregate.episodes()]
+    assert sources[:demos] == ["sim"] * demos and sources[demos:] and set(sources[demos:]) == {"intervention"}
+    assert (out / "round_0" / "checkpoints").is_dir() and (out / "round_1" / "checkpoints").is_dir()
+    assert EpisodeStore(out / "online.zarr").n_steps == 240
+    assert run_cli("export", "--policy", out, "--out", tmp_path / "hg.onnx").returncode == 0
+
+
 def test_bad_finetune_input(tmp_path, bc_run, push_store):
     base = ["finetune", "--from", bc_run, "--task", "push", "--env-steps", "40", *SMALL]
     assert_one_line_error(
@@ -81,7 +97,7 @@ def test_bad_finetune_input(tmp_path, bc_run, push_store):
         run_cli_here(*base, "--algo", "sac", "--task", "lift", "--out", tmp_path / "d"), "does not fit task"
     )
     bad = run_cli_here("finetune", "--algo", "nope", "--out", tmp_path / "e")
-    assert bad.returncode == 2 and "choose from 'rlif', 'sac'" in bad.stderr
+    assert bad.returncode == 2 and "choose from 'hg-dagger', 'rlif', 'sac'" in bad.stderr
     assert_one_line_error(
         run_cli_here("finetune", "--algo", "sac", "--out", tmp_path / "f"), "--from is required"
     )

@@ -22,10 +22,11 @@ import numpy as np
 import torch
 
 from robostack.algos.interventions import Intervener, IntervenerConfig, intervention_rewards
+from robostack.algos.online_data import EpisodeRows, check_fits, online_store_info
 from robostack.algos.registry import register_algorithm
 from robostack.algos.sac import SACConfig, SACLearner, check_actor
 from robostack.data.replay import ReplayBuffer
-from robostack.data.schema import SOURCES, FeatureSpec, StoreInfo
+from robostack.data.schema import SOURCES
 from robostack.data.store import EpisodeWriter
 from robostack.errors import RobostackError
 from robostack.eval.seeds import RANGES
@@ -86,49 +87,6 @@ class OnlineConfig:
             raise RobostackError(f"need env_steps ({self.env_steps}) >= envs ({self.envs}) >= 1")
 
 
-class _EpisodeRows:
-    """Each copy's rows of its running episode; a finished episode is written to the store whole."""
-
-    def __init__(self, writer: EpisodeWriter, n: int, task: str, rate: float) -> None:
-        self.writer, self.task, self.rate = writer, task, rate
-        self.rows: list[dict[str, list[np.ndarray]]] = [{} for _ in range(n)]
-
-    def add(self, i: int, row: dict[str, np.ndarray]) -> None:
-        for k, v in row.items():
-            self.rows[i].setdefault(k, []).append(v)
-
-    def flush(self, seeds: np.ndarray) -> None:
-        """Write every running episode, cut short by the end of the run (its last row marked ``truncated``)."""
-        for i, rows in enumerate(self.rows):
-            if rows:
-                rows["truncated"][-1] = np.bool_(True)
-                self.finish(i, False, int(seeds[i]))
-
-    def finish(self, i: int, success: bool, seed: int) -> None:
-        data = {k: np.stack(v) for k, v in self.rows[i].items()}
-        data["timestamp"] = np.arange(len(data["action"]), dtype=np.float64) / self.rate
-        quality = "policy" if not data["is_intervention"].any() else "human"
-        source = "intervention" if data["is_intervention"].any() else "sim"
-        self.writer.add_episode(
-            data, success=success, source=source, task=self.task, seed=seed, quality=quality
-        )
-        self.rows[i] = {}
-
-
-def _store_features(spec: Any) -> dict[str, FeatureSpec]:
-    feats = {f"obs/{k}": v for k, v in spec.obs.items()}
-    feats["action"] = spec.action
-    feats["policy_action"] = FeatureSpec(
-        spec.action.dtype, spec.action.shape, description="the policy's proposal"
-    )
-    feats["reward"] = FeatureSpec("float32", (), description="the task's reward")
-    feats["terminated"] = FeatureSpec("bool", ())
-    feats["truncated"] = FeatureSpec("bool", ())
-    feats["is_intervention"] = FeatureSpec("bool", (), description="the expert drove this step")
-    feats["timestamp"] = FeatureSpec("float64", (), units="s")
-    return feats
-
-
 class _OnlineRun:
     """The loop's state: learner, replay, environments, intervener, recorder, counters."""
 
@@ -138,7 +96,7 @@ class _OnlineRun:
         actor = load_policy(folder).train()
         check_actor(actor)
         self.spec = task_spec(cfg.task)
-        _check_fits(actor.spec, self.spec)
+        check_fits(actor.spec, self.spec)
         self.stats = _policy_stats(folder)
         torch.manual_seed(cfg.seed)
         self.rng = np.random.default_rng([cfg.seed, 7])
@@ -161,10 +119,8 @@ class _OnlineRun:
         self.window_steps, self.window_interventions = 0, 0
         self.running_seeds = np.zeros(cfg.envs, np.int64)
         # what holds resources last, once every check has passed; ``close`` releases them
-        info = StoreInfo(control_rate_hz=self.spec.control_rate_hz, features=_store_features(self.spec),
-                         tasks=[cfg.task], extra={"task_spec": self.spec.to_json()})  # fmt: skip
-        self.writer = EpisodeWriter.create(out / "online.zarr", info)
-        self.episodes = _EpisodeRows(self.writer, cfg.envs, cfg.task, self.spec.control_rate_hz)
+        self.writer = EpisodeWriter.create(out / "online.zarr", online_store_info(self.spec, cfg.task))
+        self.episodes = EpisodeRows(self.writer, cfg.envs, cfg.task, self.spec.control_rate_hz)
         self.log = RunLog(out, True, cfg.env_steps, 0, f"finetune {cfg.algo}", progress)
         self.env = VectorEnv(cfg.task, cfg.envs, ONLINE_SEEDS + cfg.seed * 100_000, cfg.workers,
                              expert_level=cfg.expert_level)  # fmt: skip
@@ -226,19 +182,6 @@ def _policy_stats(folder: Path) -> Any:
     from robostack.data.normalize import load_stats
 
     return load_stats(folder)
-
-
-def _check_fits(policy_spec: Any, spec: Any) -> None:
-    want = {f"obs/{k}": v.shape for k, v in spec.obs.items()}
-    for k, v in policy_spec.obs.items():
-        if tuple(want.get(k, ())) != tuple(v.shape) or k not in want:
-            raise RobostackError(
-                f"the policy's observation '{k}' {tuple(v.shape)} does not fit task '{spec.name}'"
-            )
-    if tuple(policy_spec.action.shape) != tuple(spec.action.shape):
-        raise RobostackError(
-            f"the policy's action {policy_spec.action.shape} does not fit task '{spec.name}'"
-        )
 
 
 def _act(run: _OnlineRun, obs: dict[str, np.ndarray]) -> np.ndarray:

@@ -1,0 +1,78 @@
+"""What the online methods write and check: every environment step of every copy into a store, episode by episode,
+with the executed action, the policy's proposal and who drove; and whether a policy fits a task at all."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from robostack.data.schema import FeatureSpec, StoreInfo
+from robostack.data.store import EpisodeWriter
+from robostack.errors import RobostackError
+
+
+class EpisodeRows:
+    """Each copy's rows of its running episode; a finished episode is written to the store whole."""
+
+    def __init__(self, writer: EpisodeWriter, n: int, task: str, rate: float) -> None:
+        self.writer, self.task, self.rate = writer, task, rate
+        self.rows: list[dict[str, list[np.ndarray]]] = [{} for _ in range(n)]
+
+    def add(self, i: int, row: dict[str, np.ndarray]) -> None:
+        for k, v in row.items():
+            self.rows[i].setdefault(k, []).append(v)
+
+    def flush(self, seeds: np.ndarray) -> None:
+        """Write every running episode, cut short by the end of the run (its last row marked ``truncated``)."""
+        for i, rows in enumerate(self.rows):
+            if rows:
+                rows["truncated"][-1] = np.bool_(True)
+                self.finish(i, False, int(seeds[i]))
+
+    def finish(self, i: int, success: bool, seed: int) -> None:
+        data = {k: np.stack(v) for k, v in self.rows[i].items()}
+        data["timestamp"] = np.arange(len(data["action"]), dtype=np.float64) / self.rate
+        quality = "policy" if not data["is_intervention"].any() else "human"
+        source = "intervention" if data["is_intervention"].any() else "sim"
+        self.writer.add_episode(
+            data, success=success, source=source, task=self.task, seed=seed, quality=quality
+        )
+        self.rows[i] = {}
+
+
+def online_features(spec: Any) -> dict[str, FeatureSpec]:
+    feats = {f"obs/{k}": v for k, v in spec.obs.items()}
+    feats["action"] = spec.action
+    feats["policy_action"] = FeatureSpec(
+        spec.action.dtype, spec.action.shape, description="the policy's proposal"
+    )
+    feats["reward"] = FeatureSpec("float32", (), description="the task's reward")
+    feats["terminated"] = FeatureSpec("bool", ())
+    feats["truncated"] = FeatureSpec("bool", ())
+    feats["is_intervention"] = FeatureSpec("bool", (), description="the expert drove this step")
+    feats["timestamp"] = FeatureSpec("float64", (), units="s")
+    return feats
+
+
+def check_fits(policy_spec: Any, spec: Any) -> None:
+    want = {f"obs/{k}": v.shape for k, v in spec.obs.items()}
+    for k, v in policy_spec.obs.items():
+        if tuple(want.get(k, ())) != tuple(v.shape) or k not in want:
+            raise RobostackError(
+                f"the policy's observation '{k}' {tuple(v.shape)} does not fit task '{spec.name}'"
+            )
+    if tuple(policy_spec.action.shape) != tuple(spec.action.shape):
+        raise RobostackError(
+            f"the policy's action {policy_spec.action.shape} does not fit task '{spec.name}'"
+        )
+
+
+def online_store_info(spec: Any, task: str) -> StoreInfo:
+    """The store of a run's online episodes for task ``spec``."""
+    return StoreInfo(
+        control_rate_hz=spec.control_rate_hz,
+        features=online_features(spec),
+        tasks=[task],
+        extra={"task_spec": spec.to_json()},
+    )
