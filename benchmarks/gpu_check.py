@@ -22,10 +22,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from robostack.bench.inference import time_chunks
 from robostack.data.normalize import KeyStats
 from robostack.data.schema import FeatureSpec
 from robostack.policies import PolicySpec, build_policy
-from robostack.bench.inference import time_chunks
 from robostack.runtime.torch_policy import TorchRuntimePolicy
 from robostack.utils.table import format_markdown, format_table
 

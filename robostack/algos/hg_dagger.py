@@ -12,17 +12,22 @@ from __future__ import annotations
 
 import os
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from robostack.algos.bc import train as train_bc
-from robostack.algos.interventions import Intervener, IntervenerConfig
-from robostack.algos.online_data import EpisodeRows, check_fits, online_store_info
+from robostack.algos.interventions import Intervener
+from robostack.algos.online_data import (
+    ONLINE_SEEDS,
+    EpisodeRows,
+    OnlineRunConfig,
+    check_fits,
+    online_store_info,
+)
 from robostack.algos.registry import register_algorithm
-from robostack.algos.rlif import ONLINE_SEEDS
 from robostack.config import from_dict, load_yaml
 from robostack.data.buffer import EpisodeFilter, load_buffer
 from robostack.data.schema import StoreInfo
@@ -40,29 +45,15 @@ from robostack.train.state import checkpoint_folder, mark_last
 
 
 @dataclass
-class HGDaggerConfig:
+class HGDaggerConfig(OnlineRunConfig):
     algo: str = "hg-dagger"
-    from_run: str = ""
-    """The behaviour-cloning run to start from (its config.yaml is the recipe retrained every round)."""
-    task: str = "push"
     rounds: int = 5
-    env_steps: int = 20_000
-    """Environment steps in all, split evenly over the rounds."""
-    envs: int = 8
-    workers: int = 0
-    seed: int = 0
-    expert_level: float = 0.6
-    intervener: IntervenerConfig = field(default_factory=IntervenerConfig)
+    """Rounds of rollouts and retraining; ``env_steps`` is split evenly over them."""
     bc_steps: int = 2000
-    """Behaviour-cloning steps of each round's retraining."""
-    eval_episodes: int = 50
-    device: str = "cpu"
+    """Behaviour-cloning steps of each round's retraining (the starting run's recipe otherwise)."""
 
     def __post_init__(self) -> None:
-        if isinstance(self.intervener, dict):
-            self.intervener = IntervenerConfig(**self.intervener)
-        if not self.from_run:
-            raise RobostackError("--from is required: the behaviour-cloned policy to start from")
+        super().__post_init__()
         if self.intervener.rule == "value":
             raise RobostackError("hg-dagger uses the deviation or random intervener")
         if self.rounds < 1 or self.env_steps < self.rounds * self.envs:

@@ -3,13 +3,48 @@ with the executed action, the policy's proposal and who drove; and whether a pol
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from robostack.algos.interventions import IntervenerConfig
 from robostack.data.schema import FeatureSpec, StoreInfo
 from robostack.data.store import EpisodeWriter
 from robostack.errors import RobostackError
+
+ONLINE_SEEDS = 3_000_000
+"""Online training episodes take seeds from here (above every evaluation range; demonstrations stay below 100,000)."""
+
+
+@dataclass
+class OnlineRunConfig:
+    """What every online fine-tuning run in simulation shares."""
+
+    algo: str = ""
+    from_run: str = ""
+    """Training run or policy folder of the starting policy (single-step: horizon 1)."""
+    task: str = "push"
+    env_steps: int = 20_000
+    """Environment steps in all (over every copy)."""
+    envs: int = 8
+    workers: int = 0
+    """Simulation processes (0: the copies step in this process)."""
+    seed: int = 0
+    expert_level: float = 0.6
+    """The intervening expert's own success level (``robostack.sim.quality.EXPERT_LEVELS``)."""
+    intervener: IntervenerConfig = field(default_factory=IntervenerConfig)
+    eval_episodes: int = 50
+    """Episodes of the final evaluation without interventions (train-eval seed range)."""
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.intervener, dict):
+            self.intervener = IntervenerConfig(**self.intervener)
+        if not self.from_run:
+            raise RobostackError("--from is required: the behaviour-cloned policy to start from")
+        if self.env_steps < self.envs or self.envs < 1:
+            raise RobostackError(f"need env_steps ({self.env_steps}) >= envs ({self.envs}) >= 1")
 
 
 class EpisodeRows:

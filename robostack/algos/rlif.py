@@ -21,8 +21,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from robostack.algos.interventions import Intervener, IntervenerConfig, intervention_rewards
-from robostack.algos.online_data import EpisodeRows, check_fits, online_store_info
+from robostack.algos.interventions import Intervener, intervention_rewards
+from robostack.algos.online_data import (
+    ONLINE_SEEDS,
+    EpisodeRows,
+    OnlineRunConfig,
+    check_fits,
+    online_store_info,
+)
 from robostack.algos.registry import register_algorithm
 from robostack.algos.sac import SACConfig, SACLearner, check_actor
 from robostack.data.replay import ReplayBuffer
@@ -39,26 +45,11 @@ from robostack.train.hooks import evaluate_checkpoint
 from robostack.train.run_log import RunLog, write_run_files
 from robostack.train.state import checkpoint_folder, mark_last, save_train_state
 
-ONLINE_SEEDS = 3_000_000
-"""Online training episodes take seeds from here (above every evaluation range; demonstrations stay below 100,000)."""
-
 
 @dataclass
-class OnlineConfig:
+class OnlineConfig(OnlineRunConfig):
     algo: str = "rlif"
     """rlif (reward from interventions) | sac (the task's reward, no intervener)."""
-    from_run: str = ""
-    """Training run or policy folder of the starting policy (gaussian, horizon 1)."""
-    task: str = "push"
-    env_steps: int = 20_000
-    """Environment steps in all (over every copy)."""
-    envs: int = 8
-    workers: int = 0
-    """Simulation processes (0: the copies step in this process)."""
-    seed: int = 0
-    expert_level: float = 0.6
-    """The intervening expert's own success level (``robostack.sim.quality.EXPERT_LEVELS``)."""
-    intervener: IntervenerConfig = field(default_factory=IntervenerConfig)
     reference: str = ""
     """The value intervener's judge: a ``sac`` fine-tuning run whose critic rates actions (RLIF's reference critic)."""
     sac: SACConfig = field(default_factory=SACConfig)
@@ -70,21 +61,14 @@ class OnlineConfig:
     """Offline stores mixed in by symmetric sampling (their reward: interventions for rlif, the store's for sac)."""
     replay_capacity: int = 1_000_000
     eval_every: int = 5000
-    eval_episodes: int = 50
     log_every: int = 500
-    device: str = "cpu"
 
     def __post_init__(self) -> None:
-        if isinstance(self.intervener, dict):
-            self.intervener = IntervenerConfig(**self.intervener)
+        super().__post_init__()
         if isinstance(self.sac, dict):
             self.sac = SACConfig(**self.sac)
         if self.algo not in ("rlif", "sac"):
             raise RobostackError(f"unknown online algorithm '{self.algo}' (choose from rlif, sac)")
-        if not self.from_run:
-            raise RobostackError("--from is required: the behaviour-cloned policy to start from")
-        if self.env_steps < self.envs or self.envs < 1:
-            raise RobostackError(f"need env_steps ({self.env_steps}) >= envs ({self.envs}) >= 1")
 
 
 class _OnlineRun:
