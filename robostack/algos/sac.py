@@ -136,9 +136,10 @@ class SACLearner:
         self.target_entropy = (
             cfg.target_entropy if cfg.target_entropy is not None else -float(self.action_dim)
         )
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr)
-        self.temperature_opt = torch.optim.Adam(self.temperature.parameters(), lr=cfg.temperature_lr)
+        # fused: one kernel per optimiser step over all its parameters, on CPU as on GPU
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr, fused=True)
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr, fused=True)
+        self.temperature_opt = torch.optim.Adam(self.temperature.parameters(), lr=cfg.temperature_lr, fused=True)
 
     def state_objects(self) -> dict[str, Any]:
         """Everything ``--resume`` restores."""
@@ -190,7 +191,9 @@ class SACLearner:
     def update_actor(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         obs = {k: batch[k] for k in self.keys}
         a, log_prob = self.sample_action(obs)
+        self.critic.requires_grad_(False)  # the actor's loss moves the actor only: no critic weight gradients
         q = self.critic(self.features(obs).detach(), a)
+        self.critic.requires_grad_(True)
         loss, metrics = actor_loss(q, log_prob, self.temperature.alpha.detach())
         self.actor_opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -100,10 +100,13 @@ class GaussianPolicy(Policy):
         shape = (-1, self.config.horizon, self.spec.action.shape[0])
         u = self.mean(h).view(shape)
         log_std = self.log_std(h).clamp(self.config.min_log_std, self.config.max_log_std).view(shape)
-        z = u if deterministic else u + log_std.exp() * torch.randn_like(u)
-        # log(1 - tanh(z)^2) written stably: 2 (log 2 - z - softplus(-2 z))
+        eps = torch.zeros_like(u) if deterministic else torch.randn_like(u)
+        z = u + log_std.exp() * eps
+        # log N(z; u, sigma) written out (torch.distributions validates its arguments on every call), minus
+        # log(1 - tanh(z)^2) written stably as 2 (log 2 - z - softplus(-2 z))
+        log_normal = -0.5 * eps.square() - log_std - 0.5 * math.log(2.0 * math.pi)
         log_det = 2.0 * (math.log(2.0) - z - torch.nn.functional.softplus(-2.0 * z))
-        log_prob = torch.distributions.Normal(u, log_std.exp()).log_prob(z) - log_det
+        log_prob = log_normal - log_det
         return torch.tanh(z), log_prob.flatten(1).sum(-1)
 
     def compute_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
