@@ -69,55 +69,68 @@ def import_robomimic(src: str | os.PathLike[str], dst: str | os.PathLike[str], p
         first = _flatten(f["data"][demos[0]])
         if "actions" not in first:
             raise StoreError(f"{src}: {demos[0]} has no 'actions'")
-        env_args = json.loads(f["data"].attrs.get("env_args", "{}") or "{}")
-        dtypes = {_store_key(k): str(d.dtype) for k, d in first.items()}
-        features = {}
-        for k, d in first.items():
-            sk = _store_key(k)
-            dtype = "bool" if sk == "terminated" else str(d.dtype)
-            features[sk] = FeatureSpec(dtype=dtype, shape=tuple(d.shape[1:]))
-        masks = {}
-        if "mask" in f:
-            for name, ds in f["mask"].items():
-                masks[name] = [x.decode() if isinstance(x, bytes) else str(x) for x in ds[()]]
-        control_rate = float(env_args.get("env_kwargs", {}).get("control_freq", 20.0))
-        info = StoreInfo(
-            control_rate_hz=control_rate,
-            features=features,
-            robot=str(env_args.get("env_kwargs", {}).get("robots", "")),
-            task_description=str(env_args.get("env_name", "")),
-            provenance=provenance({"import": "robomimic", "source": str(src)}),
-            extra={
-                "robomimic": {
-                    "env_args": env_args,
-                    "dtypes": dtypes,
-                    "demo_names": demos,
-                    "masks": masks,
-                    "data_attrs": {k: _jsonable(v) for k, v in f["data"].attrs.items() if k != "env_args"},
-                }
-            },
-        )
-        task = str(env_args.get("env_name", "robomimic"))
+        info = _store_info(f, src, first, demos)
+        task = str(info.extra["robomimic"]["env_args"].get("env_name", "robomimic"))
         with EpisodeWriter.create(dst, info) as w:
             for name in tqdm(demos, desc="import robomimic", unit="demo", disable=None if progress else True):
-                flat = _flatten(f["data"][name])
-                missing = sorted(set(first) - set(flat))
-                if missing:
-                    raise StoreError(f"{src}: {name} lacks {', '.join(missing)} that {demos[0]} has")
-                ep: dict[str, np.ndarray] = {}
-                for k, d in flat.items():
-                    if k not in first:
-                        raise StoreError(f"{src}: {name} has '{k}' that {demos[0]} lacks")
-                    arr = d[()]
-                    if _store_key(k) == "terminated":
-                        if not np.isin(arr, (0, 1)).all():
-                            raise StoreError(f"{src}: {name}/dones holds values other than 0/1")
-                        arr = arr.astype(bool)
-                    ep[_store_key(k)] = arr
+                ep = _episode(f["data"][name], name, first, demos[0], src)
                 dones = ep.get("terminated")
                 success = bool(dones[-1]) if dones is not None and dones.size else False
                 w.add_episode(ep, success=success, source="imported", task=task, quality="human")
     return len(demos)
+
+
+def _store_info(f: Any, src: Path, first: dict[str, Any], demos: list[str]) -> StoreInfo:
+    """Feature specs from the first demo; env_args, dtypes, demo names, masks and attributes kept for export."""
+    env_args = json.loads(f["data"].attrs.get("env_args", "{}") or "{}")
+    dtypes = {_store_key(k): str(d.dtype) for k, d in first.items()}
+    features = {}
+    for k, d in first.items():
+        sk = _store_key(k)
+        features[sk] = FeatureSpec(
+            dtype="bool" if sk == "terminated" else str(d.dtype), shape=tuple(d.shape[1:])
+        )
+    masks = {}
+    if "mask" in f:
+        for name, ds in f["mask"].items():
+            masks[name] = [x.decode() if isinstance(x, bytes) else str(x) for x in ds[()]]
+    return StoreInfo(
+        control_rate_hz=float(env_args.get("env_kwargs", {}).get("control_freq", 20.0)),
+        features=features,
+        robot=str(env_args.get("env_kwargs", {}).get("robots", "")),
+        task_description=str(env_args.get("env_name", "")),
+        provenance=provenance({"import": "robomimic", "source": str(src)}),
+        extra={
+            "robomimic": {
+                "env_args": env_args,
+                "dtypes": dtypes,
+                "demo_names": demos,
+                "masks": masks,
+                "data_attrs": {k: _jsonable(v) for k, v in f["data"].attrs.items() if k != "env_args"},
+            }
+        },
+    )
+
+
+def _episode(
+    group: Any, name: str, first: dict[str, Any], first_name: str, src: Path
+) -> dict[str, np.ndarray]:
+    """One demo's arrays under store keys; a demo whose keys differ from the first one's is refused."""
+    flat = _flatten(group)
+    missing = sorted(set(first) - set(flat))
+    if missing:
+        raise StoreError(f"{src}: {name} lacks {', '.join(missing)} that {first_name} has")
+    ep: dict[str, np.ndarray] = {}
+    for k, d in flat.items():
+        if k not in first:
+            raise StoreError(f"{src}: {name} has '{k}' that {first_name} lacks")
+        arr = d[()]
+        if _store_key(k) == "terminated":
+            if not np.isin(arr, (0, 1)).all():
+                raise StoreError(f"{src}: {name}/dones holds values other than 0/1")
+            arr = arr.astype(bool)
+        ep[_store_key(k)] = arr
+    return ep
 
 
 def _jsonable(v: Any) -> Any:

@@ -73,6 +73,28 @@ def _node(module: str, params: dict[str, Any], env: dict[str, str], log: Path) -
     return subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env)
 
 
+def _spin_until(node: Any, done: Any, procs: list, end: float, error: Any) -> None:
+    """Spin ``node`` until ``done()``; a node process that exits, or the deadline, raises ``error(why)``."""
+    import rclpy
+
+    while not done():
+        rclpy.spin_once(node, timeout_sec=0.1)
+        if any(p.poll() is not None for p in procs):
+            raise RobostackError(error("a node exited"))
+        if time.monotonic() > end:
+            raise RobostackError(error("timed out"))
+
+
+def _stop(procs: list) -> None:
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
 def run_closed_loop(cfg: ClosedLoopConfig) -> ClosedLoopResult:
     try:
         import rclpy
@@ -112,29 +134,17 @@ def run_closed_loop(cfg: ClosedLoopConfig) -> ClosedLoopResult:
             "max_obs_age_s": cfg.max_obs_age_s,
         }, env, work / "policy_node.log"))  # fmt: skip
         end = time.monotonic() + timeout
-        while not any(s.get("state") == "active" for s in status):
-            rclpy.spin_once(node, timeout_sec=0.1)
-            if procs[0].poll() is not None or time.monotonic() > end:
-                raise RobostackError(f"policy_node did not become active (log: {work / 'policy_node.log'})")
+        _spin_until(node, lambda: any(s.get("state") == "active" for s in status), procs, end,
+                    lambda why: f"policy_node did not become active: {why} (log: {work / 'policy_node.log'})")  # fmt: skip
         procs.append(_node("sim_robot_node", {
             "task": cfg.task, "seed": cfg.seed, "episodes": cfg.episodes, "prefix": "/robot",
             "command_topic": "/robot/commands", "start_delay_s": 0.5,
         }, env, work / "sim_robot_node.log"))  # fmt: skip
-        while len(reports) < cfg.episodes:
-            rclpy.spin_once(node, timeout_sec=0.1)
-            dead = [p for p in procs if p.poll() is not None]
-            if dead or time.monotonic() > end:
-                why = "a node exited" if dead else f"timed out after {timeout:.0f} s"
-                raise RobostackError(f"closed-loop evaluation stopped: {why} (logs in {work})")
+        _spin_until(node, lambda: len(reports) >= cfg.episodes, procs, end,
+                    lambda why: f"closed-loop evaluation stopped: {why} (logs in {work})")  # fmt: skip
         node.destroy_node()
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        _stop(procs)
         rclpy.shutdown()
     n_succ = sum(bool(r["success"]) for r in reports[: cfg.episodes])
     return ClosedLoopResult(
