@@ -139,7 +139,9 @@ class SACLearner:
         # fused: one kernel per optimiser step over all its parameters, on CPU as on GPU
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr, fused=True)
         self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr, fused=True)
-        self.temperature_opt = torch.optim.Adam(self.temperature.parameters(), lr=cfg.temperature_lr, fused=True)
+        self.temperature_opt = torch.optim.Adam(
+            self.temperature.parameters(), lr=cfg.temperature_lr, fused=True
+        )
 
     def state_objects(self) -> dict[str, Any]:
         """Everything ``--resume`` restores."""
