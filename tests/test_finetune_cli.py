@@ -48,6 +48,27 @@ def test_rlif_and_sac_run_end_to_end(tmp_path, bc_run):
     model = tmp_path / "m.onnx"
     proc = run_cli("export", "--policy", out, "--out", model)
     assert proc.returncode == 0, proc.stderr
+    # the robot-data form: the recorded sessions alone (here the run's own online store), no simulator
+    for algo, extra in (
+        ("rlif", ["--updates=20", "--sac.batch_size=32", "--sac.critics=4"]),
+        ("hg-dagger", ["--bc_steps=20"]),
+    ):
+        sessions = tmp_path / f"{algo}-sessions"
+        proc = run_cli(
+            "finetune",
+            "--algo",
+            algo,
+            "--from",
+            bc_run,
+            "--data",
+            out / "online.zarr",
+            "--out",
+            sessions,
+            *extra,
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert "1 recorded session store(s)" in proc.stdout and not (sessions / "online.zarr").exists()
+        assert run_cli("export", "--policy", sessions, "--out", tmp_path / f"{algo}.onnx").returncode == 0
     proc = run_cli(
         "finetune", "--algo", "sac", "--from", bc_run, "--task", "push", "--out", tmp_path / "sac", "--env-steps",
         "200", *SMALL,
@@ -101,3 +122,10 @@ def test_bad_finetune_input(tmp_path, bc_run, push_store):
     assert_one_line_error(
         run_cli_here("finetune", "--algo", "sac", "--out", tmp_path / "f"), "--from is required"
     )
+    assert_one_line_error(
+        run_cli_here("finetune", "--algo", "rlif", "--from", bc_run, "--out", tmp_path / "h"), "give --task"
+    )
+    no_takeovers = run_cli_here(
+        "finetune", "--algo", "hg-dagger", "--from", bc_run, "--data", push_store, "--out", tmp_path / "i"
+    )
+    assert_one_line_error(no_takeovers, "no takeovers")

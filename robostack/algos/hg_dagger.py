@@ -62,6 +62,43 @@ class HGDaggerConfig(OnlineRunConfig):
             )
 
 
+def _append_session_takeovers(writer: EpisodeWriter, sessions: list[str], keys: list[str]) -> int:
+    """Every contiguous takeover of the recorded sessions as one episode of the aggregate (the human's action as
+    the label); returns how many."""
+    n = 0
+    for path in sessions:
+        store = EpisodeStore(path)
+        if "is_intervention" not in store.keys:
+            raise RobostackError(f"{path}: no is_intervention key (not a session with takeovers)")
+        buf = load_buffer(path, [*keys, "action", "is_intervention"])
+        for i, meta in enumerate(buf.episodes):
+            ep = buf.episode(i)
+            flags = ep["is_intervention"].astype(bool)
+            edges = np.flatnonzero(np.diff(np.concatenate([[0], flags.astype(np.int8), [0]])))
+            for start, stop in zip(edges[::2], edges[1::2], strict=True):
+                writer.add_episode({k: ep[k][start:stop] for k in [*keys, "action"]}, success=True,
+                                   source="intervention", task=meta.task, quality="human")  # fmt: skip
+                n += 1
+    if n == 0:
+        raise RobostackError("--algo hg-dagger: the --data sessions hold no takeovers to learn from")
+    return n
+
+
+def _from_sessions(cfg: HGDaggerConfig, run: Path, source: Path, keys: list[str], progress: bool) -> Path:
+    """The robot-data form: one round on the recorded sessions' takeovers, no simulator."""
+    with EpisodeWriter.open(run / "aggregate.zarr") as w:
+        segments = _append_session_takeovers(w, cfg.data, keys)
+    round_run = train_bc(
+        _bc_recipe(source, run / "aggregate.zarr", cfg, 0), run / "round_0", progress=progress
+    )
+    final = checkpoint_folder(run, cfg.bc_steps)
+    shutil.copytree(resolve_policy_folder(round_run), final, ignore=shutil.ignore_patterns("train_state.pt"))
+    mark_last(run, final)
+    with RunLog(run, True, 1, 0, "hg-dagger (recorded sessions)", False) as log:
+        log.log({"step": cfg.bc_steps, "takeover_segments": segments})
+    return run
+
+
 def _bc_recipe(run: Path, data: Path, cfg: HGDaggerConfig, round_index: int) -> TrainConfig:
     saved = load_yaml(run / "config.yaml")
     saved["data"] = {**saved.get("data", {}), "path": str(data), "success_only": True, "max_episodes": None}
@@ -152,12 +189,15 @@ def finetune(
         )
     policy_dir = resolve_policy_folder(source)
     start = load_policy(policy_dir)
-    check_fits(start.spec, task_spec(cfg.task))
+    if cfg.task:
+        check_fits(start.spec, task_spec(cfg.task))
     if start.config.n_obs_steps != 1 or start.config.n_action_steps != 1:
         raise RobostackError("hg-dagger retrains single-step policies (n_obs_steps 1, n_action_steps 1)")
     keys = list(start.spec.obs)
     write_run_files(run, cfg, None)
     _start_aggregate(run / "aggregate.zarr", source, keys)
+    if not cfg.task:
+        return _from_sessions(cfg, run, source, keys, progress)
     log = RunLog(run, True, cfg.env_steps, 0, "finetune hg-dagger", progress)
     per_round = cfg.env_steps // cfg.rounds
     steps_done = 0

@@ -24,7 +24,11 @@ class OnlineRunConfig:
     algo: str = ""
     from_run: str = ""
     """Training run or policy folder of the starting policy (single-step: horizon 1)."""
-    task: str = "push"
+    task: str = ""
+    """Simulated task to fine-tune in; empty with ``data``: learn from the recorded sessions only (robot data: no
+    simulator, no task reward)."""
+    data: list[str] = field(default_factory=list)
+    """Stores of recorded sessions / offline data (with ``task``: mixed into the replay; without: all there is)."""
     env_steps: int = 20_000
     """Environment steps in all (over every copy)."""
     envs: int = 8
@@ -43,6 +47,10 @@ class OnlineRunConfig:
             self.intervener = IntervenerConfig(**self.intervener)
         if not self.from_run:
             raise RobostackError("--from is required: the behaviour-cloned policy to start from")
+        if not self.task and not self.data:
+            raise RobostackError(
+                "give --task (fine-tune in simulation) or --data (learn from recorded sessions)"
+            )
         if self.env_steps < self.envs or self.envs < 1:
             raise RobostackError(f"need env_steps ({self.env_steps}) >= envs ({self.envs}) >= 1")
 

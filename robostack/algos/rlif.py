@@ -57,8 +57,8 @@ class OnlineConfig(OnlineRunConfig):
     """Learner steps per environment step (each learner step runs ``sac.utd`` critic updates)."""
     learning_starts: int = 1000
     """Environment steps collected before the first update (when no offline data is given)."""
-    data: list[str] = field(default_factory=list)
-    """Offline stores mixed in by symmetric sampling (their reward: interventions for rlif, the store's for sac)."""
+    updates: int = 10_000
+    """Learner steps when learning from recorded sessions only (no ``task``)."""
     replay_capacity: int = 1_000_000
     eval_every: int = 5000
     log_every: int = 500
@@ -110,28 +110,28 @@ class _OnlineRun:
                              expert_level=cfg.expert_level)  # fmt: skip
 
     def _replay(self) -> ReplayBuffer:
-        obs_keys, cfg = self.keys, self.cfg
-        if cfg.data:
-            reward_fn = (
-                (lambda buf: intervention_rewards(_flags(buf), buf.episode_ends))
-                if cfg.algo == "rlif"
-                else None
-            )
-            replay, dropped = ReplayBuffer.from_stores(
-                cfg.data, obs_keys, cfg.replay_capacity, reward_fn=reward_fn
-            )
-            if cfg.algo == "rlif" and not (replay.offline["reward"] < 0).any():
-                raise RobostackError(
-                    "--algo rlif: the --data stores hold no interventions (no takeover to learn from)"
-                )
-            return replay
+        if self.cfg.data:
+            return offline_replay(self.cfg, self.keys)
         spec = self.spec
         example = {f"obs/{k}": np.zeros((0, *v.shape), np.float32) for k, v in spec.obs.items()}
         example.update({"next/" + k: v for k, v in example.items()})
         example.update(action=np.zeros((0, *spec.action.shape), np.float32), reward=np.zeros(0, np.float32),
                        terminated=np.zeros(0, bool), truncated=np.zeros(0, bool),
                        is_intervention=np.zeros(0, bool), source=np.zeros(0, np.uint8))  # fmt: skip
-        return ReplayBuffer(example, cfg.replay_capacity)
+        return ReplayBuffer(example, self.cfg.replay_capacity)
+
+
+def offline_replay(cfg: OnlineConfig, keys: list[str]) -> ReplayBuffer:
+    """The ``data`` stores' transitions; rlif's reward from their interventions (refused when they hold none)."""
+    reward_fn = (
+        (lambda buf: intervention_rewards(_flags(buf), buf.episode_ends)) if cfg.algo == "rlif" else None
+    )
+    replay, _ = ReplayBuffer.from_stores(cfg.data, keys, cfg.replay_capacity, reward_fn=reward_fn)
+    if cfg.algo == "rlif" and not (replay.offline["reward"] < 0).any():
+        raise RobostackError(
+            "--algo rlif: the --data stores hold no interventions (no takeover to learn from)"
+        )
+    return replay
 
 
 def reference_value_fn(run: str, device: str) -> Any:
@@ -242,15 +242,56 @@ def _learn(run: _OnlineRun) -> dict[str, float]:
 
 
 def _checkpoint(run: _OnlineRun, evaluate: bool) -> dict[str, Any]:
-    cfg = run.cfg
-    folder = checkpoint_folder(run.out, run.steps)
-    actor = run.learner.actor
-    save_policy(actor, folder, run.stats, {"step": run.steps, "train_config": asdict(cfg)})
-    save_train_state(folder, run.steps, run.learner.state_objects(), run.rng)
-    mark_last(run.out, folder)
-    if evaluate and cfg.eval_episodes > 0:
-        return evaluate_checkpoint(folder, cfg.task, cfg.eval_episodes, 1, RANGES["train-eval"].start)
+    folder = save_learner(run.out, run.steps, run.learner, run.stats, run.rng, run.cfg)
+    if evaluate and run.cfg.eval_episodes > 0:
+        return evaluate_checkpoint(folder, run.cfg.task, run.cfg.eval_episodes, 1, RANGES["train-eval"].start)
     return {}
+
+
+def save_learner(
+    out: Path, step: int, learner: SACLearner, stats: Any, rng: np.random.Generator, cfg: Any
+) -> Path:
+    """The actor as a policy folder, with the learner's whole state beside it; ``last`` moves to it."""
+    folder = checkpoint_folder(out, step)
+    save_policy(learner.actor, folder, stats, {"step": step, "train_config": asdict(cfg)})
+    save_train_state(folder, step, learner.state_objects(), rng)
+    mark_last(out, folder)
+    return folder
+
+
+def learn_from_sessions(cfg: OnlineConfig, out: Path, progress: bool) -> Path:
+    """The robot-data form: ``updates`` learner steps on the recorded sessions alone, no simulator."""
+    folder = resolve_policy_folder(cfg.from_run)
+    actor = load_policy(folder).train()
+    check_actor(actor)
+    keys = list(actor.spec.obs)
+    replay = offline_replay(cfg, keys)
+    for k in [*keys, "action"]:
+        want = tuple(actor.spec.obs[k].shape) if k != "action" else tuple(actor.spec.action.shape)
+        if tuple(replay.offline[k].shape[1:]) != want:
+            raise RobostackError(
+                f"the sessions' '{k}' is {tuple(replay.offline[k].shape[1:])}, the policy's {want}"
+            )
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng([cfg.seed, 7])
+    learner = SACLearner(cfg.sac, actor, cfg.device)
+    log = RunLog(out, True, cfg.updates, 0, f"finetune {cfg.algo} (recorded sessions)", progress)
+    log.log(
+        {"step": 0, "transitions": len(replay), "takeover_onsets": int((replay.offline["reward"] < 0).sum())}
+    )
+    try:
+        for u in range(cfg.updates):
+            batches = [
+                to_tensors(replay.sample(cfg.sac.batch_size, rng), learner.device) for _ in range(cfg.sac.utd)
+            ]
+            metrics = learner.update(batches)
+            log.bar.update(1)
+            if (u + 1) % cfg.log_every == 0 or u + 1 == cfg.updates:
+                log.log({"step": u + 1, **metrics})
+        save_learner(out, cfg.updates, learner, _policy_stats(folder), rng, cfg)
+    finally:
+        log.close()
+    return out
 
 
 @register_algorithm(
@@ -269,6 +310,8 @@ def finetune(
     if (run_dir / "config.yaml").exists():
         raise RobostackError(f"{run_dir}: a run already exists here (choose another --out)")
     write_run_files(run_dir, cfg, None)
+    if not cfg.task:
+        return learn_from_sessions(cfg, run_dir, progress)
     run = _OnlineRun(cfg, run_dir, progress)
     t0 = time.perf_counter()
     try:

@@ -64,5 +64,6 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
     cfg = resolve_config(args, getattr(args, "overrides", []))
     run = run_algorithm(args.algo, "finetune", cfg, args.out)
-    print(f"fine-tuned with {args.algo} for {cfg.env_steps} environment steps -> {run}")
+    how = f"{cfg.env_steps} environment steps" if cfg.task else f"{len(cfg.data)} recorded session store(s)"
+    print(f"fine-tuned with {args.algo} on {how} -> {run}")
     return 0

@@ -49,6 +49,12 @@ class RunLog:
             self.file.write(json.dumps(record) + "\n")
             self.file.flush()
 
+    def __enter__(self) -> RunLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close(curve=False)
+
     def close(self, curve: bool = True) -> None:
         self.bar.close()
         if not self.enabled:
