@@ -5,6 +5,7 @@ driving the simulated robot while the recorder stores exactly aligned (observati
 
 from __future__ import annotations
 
+import json
 import signal
 import time
 
@@ -142,6 +143,26 @@ def test_takeover_recording_and_sigkill(ros, model, tmp_path):
     finally:
         [_stop(p) for p in procs]
     assert EpisodeStore(store).n_episodes == 2
+    _session_feeds_rlif(store, tmp_path)
+
+
+def _session_feeds_rlif(store, tmp_path) -> None:
+    """The lab's loop after a recording: `finetune --algo rlif --data SESSION.zarr` learns from the takeovers the
+    ROS recorder wrote (no simulator, no task reward), and the result exports as the next model."""
+    from robostack.policies import build_policy, save_policy
+
+    from ros_harness import SPEC, _ks
+
+    stats = {"obs/state": _ks(4), "obs/object": _ks(6), "action": _ks(2)}
+    start = build_policy("gaussian", {"hidden_dims": [32], "horizon": 1, "n_action_steps": 1}, SPEC, stats)
+    save_policy(start, tmp_path / "start", stats)
+    out = tmp_path / "rlif"
+    proc = run_cli("finetune", "--algo", "rlif", "--from", tmp_path / "start", "--data", store, "--out", out,
+                   "--updates=20", "--sac.batch_size=16", "--sac.critics=4", "--log_every=10")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    first = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])
+    assert first["takeover_onsets"] == 1  # the one takeover of the recorded episode
+    assert run_cli("export", "--policy", out, "--out", tmp_path / "next.onnx").returncode == 0
 
 
 def test_estop_stops_the_human_during_a_takeover(ros, model, tmp_path):
