@@ -81,3 +81,39 @@ def test_bad_actions_are_refused():
         VectorEnv("push", 2, seed=0, workers=3)
     with pytest.raises(RobostackError, match="simulation worker failed"):
         VectorEnv("nope", 2, seed=0, workers=1)
+
+
+def test_chunks_match_single_steps_and_end_episodes_mid_chunk():
+    rng = np.random.default_rng(3)
+    chunks = rng.uniform(-1, 1, (5, 3, 4, 2)).astype(np.float32)  # 5 decisions, 3 copies, T_a = 4
+    with VectorEnv("push", 3, seed=2_000_000) as a, VectorEnv("push", 3, seed=2_000_000, workers=2) as b:
+        a.reset()
+        first = b.reset()
+        for c in chunks:
+            for t in range(4):
+                single = a.step(c[:, t])
+            chunked = b.step_chunk(c, history=2)
+            assert (chunked.executed == 4).all() and not chunked.done.any()
+            np.testing.assert_array_equal(chunked.final_obs["obs/state"], single.final_obs["obs/state"])
+            np.testing.assert_array_equal(chunked.obs_history["obs/state"][:, -1], single.obs["obs/state"])
+        assert chunked.obs_history["obs/object"].shape == (3, 2, 6)
+        # the history's older frame is the observation one step before the newest
+        assert not np.array_equal(
+            chunked.obs_history["obs/state"][:, 0], chunked.obs_history["obs/state"][:, 1]
+        )
+        assert not np.array_equal(first["obs/state"], chunked.obs_history["obs/state"][:, -1])
+    with VectorEnv("push", 2, seed=2_000_000) as env:
+        env.reset()
+        limit, t_a, done = env.spec.max_steps, 7, 0
+        while done + t_a <= limit:
+            step = env.step_chunk(np.zeros((2, t_a, 2), np.float32), history=2)
+            done += t_a
+        assert not step.done.any()
+        step = env.step_chunk(np.zeros((2, t_a, 2), np.float32), history=2)
+        assert step.truncated.all() and (step.executed == limit - done).all()
+        # the next episode starts with its first observation repeated as the history
+        np.testing.assert_array_equal(
+            step.obs_history["obs/object"][:, 0], step.obs_history["obs/object"][:, 1]
+        )
+        with pytest.raises(RobostackError, match="chunks have shape"):
+            env.step_chunk(np.zeros((2, 2)))

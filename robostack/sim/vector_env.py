@@ -48,6 +48,27 @@ class VectorStep:
         return self.terminated | self.truncated
 
 
+@dataclass
+class ChunkStep:
+    obs_history: dict[str, np.ndarray]
+    """(N, T_o, ...) per ``obs/<name>`` key: each copy's last T_o observations now."""
+    reward: np.ndarray
+    """Reward summed over the steps each copy executed."""
+    terminated: np.ndarray
+    truncated: np.ndarray
+    success: np.ndarray
+    final_obs: dict[str, np.ndarray]
+    """(N, ...) the observation each chunk reached, before any reset."""
+    episode_seed: np.ndarray
+    episode_length: np.ndarray
+    executed: np.ndarray
+    """Steps each copy executed (fewer than T_a where its episode ended)."""
+
+    @property
+    def done(self) -> np.ndarray:
+        return self.terminated | self.truncated
+
+
 class _Copies:
     """Copies ``first .. first + n - 1`` of the N, in one process."""
 
@@ -73,6 +94,9 @@ class _Copies:
         self.seeds = [0] * n
         self.obs: list[dict[str, np.ndarray]] = [{} for _ in range(n)]
         self.experts: list[Any] = [None] * n
+        self.hist: list[list[dict[str, np.ndarray]]] = [
+            [] for _ in range(n)
+        ]  # step_chunk's observation history
 
     def _start(self, j: int) -> None:
         seed = self.seed + self.index[j] + self.episodes[j] * self.total
@@ -88,6 +112,7 @@ class _Copies:
     def reset(self) -> list[dict[str, np.ndarray]]:
         for j in range(len(self.tasks)):
             self._start(j)
+            self.hist[j] = []
         return list(self.obs)
 
     def step(self, actions: np.ndarray) -> list[tuple]:
@@ -102,7 +127,34 @@ class _Copies:
                 self._start(j)
             else:
                 self.obs[j] = obs
+            self.hist[j] = []  # step_chunk's history restarts from the current observation
             out.append((*row, self.obs[j]))
+        return out
+
+    def step_chunk(self, actions: np.ndarray, history: int) -> list[tuple]:
+        """Each copy executes its (T_a, Da) chunk until the chunk or its episode ends; per copy: (summed reward,
+        terminated, truncated, success, seed, episode length, steps executed, final obs, obs history now)."""
+        out = []
+        for j, task in enumerate(self.tasks):
+            if not self.hist[j]:
+                self.hist[j] = [self.obs[j]] * history
+            total, end = 0.0, (False, False, False)
+            for t in range(actions.shape[1]):
+                obs, reward, terminated, truncated, info = task.step(actions[j, t])
+                self.steps[j] += 1
+                total += float(reward)
+                truncated = bool(truncated) or (self.steps[j] >= self.spec.max_steps and not terminated)
+                end = (bool(terminated), truncated, bool(info.get("success", terminated)))
+                self.hist[j] = [*self.hist[j][1:], obs]
+                if terminated or truncated:
+                    break
+            row = (total, *end, self.seeds[j], self.steps[j], t + 1, self.hist[j][-1])
+            if end[0] or end[1]:
+                self._start(j)
+                self.hist[j] = [self.obs[j]] * history  # a new episode's history is its first frame, repeated
+            else:
+                self.obs[j] = self.hist[j][-1]
+            out.append((*row, list(self.hist[j])))
         return out
 
     def expert_actions(self) -> list[np.ndarray]:
@@ -216,6 +268,35 @@ class VectorEnv:
             episode_length=np.asarray(lengths, np.int64),
         )
 
+    def step_chunk(self, actions: np.ndarray, history: int = 1) -> ChunkStep:
+        """Execute an action chunk per copy (N, T_a, Da): each copy runs its chunk until it or its episode ends (the
+        rest of the chunk is dropped), resetting where the episode ended. ``history`` = the policy's T_o: the
+        returned ``obs_history`` (N, T_o, ...) holds each copy's last T_o observations (a new episode: its first
+        observation repeated, as the policies pad at an episode start)."""
+        actions = np.asarray(actions, np.float32)
+        if actions.ndim != 3 or actions.shape[0] != self.num_envs or actions.shape[2] != self._action_dim:
+            raise RobostackError(
+                f"chunks have shape {actions.shape}, expected ({self.num_envs}, T_a, {self._action_dim})"
+            )
+        if not np.isfinite(actions).all():
+            raise RobostackError("actions hold NaN or Inf")
+        if history < 1:
+            raise RobostackError(f"history must be at least 1, got {history}")
+        per_slice = [(a, history) for (a,) in self._slice_args(actions)]
+        rows = self._call("step_chunk", per_slice)
+        reward, term, trunc, succ, seeds, lengths, executed, final, hist = zip(*rows, strict=True)
+        return ChunkStep(
+            obs_history=_stack_history(hist),
+            reward=np.asarray(reward, np.float32),
+            terminated=np.asarray(term, bool),
+            truncated=np.asarray(trunc, bool),
+            success=np.asarray(succ, bool),
+            final_obs=_stack(final),
+            episode_seed=np.asarray(seeds, np.int64),
+            episode_length=np.asarray(lengths, np.int64),
+            executed=np.asarray(executed, np.int64),
+        )
+
     def expert_actions(self) -> np.ndarray:
         """(N, Da): each copy's scripted expert's action for its current observation."""
         return np.stack(self._call("expert_actions"))
@@ -235,6 +316,11 @@ class VectorEnv:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _stack_history(hist: tuple) -> dict[str, np.ndarray]:
+    """Per-copy lists of T_o observations -> (N, T_o, ...) per ``obs/<name>`` key."""
+    return {f"obs/{k}": np.stack([np.stack([o[k] for o in h]) for h in hist]) for k in hist[0][0]}
 
 
 def _stack(obs: list[dict[str, np.ndarray]] | tuple) -> dict[str, np.ndarray]:
