@@ -129,3 +129,33 @@ def test_bad_finetune_input(tmp_path, bc_run, push_store):
         "finetune", "--algo", "hg-dagger", "--from", bc_run, "--data", push_store, "--out", tmp_path / "i"
     )
     assert_one_line_error(no_takeovers, "no takeovers")
+
+
+def test_dppo_fine_tunes_a_diffusion_policy_that_stays_an_ordinary_policy(tmp_path, push_store, bc_run):
+    bc = tmp_path / "dp"
+    run_cli(
+        "train", "--policy", "diffusion", "--data", push_store, "--out", bc, "--steps", "20",
+        "--policy.unet.down_dims=[16,32,64]", "--policy.unet.step_embed_dim=32", "--policy.num_inference_steps=4",
+        "--eval.episodes=0", check=True,
+    )  # fmt: skip
+    out = tmp_path / "dppo"
+    proc = run_cli(
+        "finetune", "--algo", "dppo", "--from", bc, "--task", "push", "--envs", "4", "--iterations", "2", "--out",
+        out, "--steps_per_iteration=6", "--epochs=2", "--batch_size=12", "--eval_every=0", "--eval_episodes=2",
+        "--ft_denoising_steps=2",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "2 iterations in push" in proc.stdout
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    trained = [r for r in records if "clip_fraction" in r]
+    assert len(trained) == 2 and all(
+        {"approx_kl", "explained_variance", "value_loss"} <= set(r) for r in trained
+    )
+    assert run_cli("export", "--policy", out, "--out", tmp_path / "dppo.onnx").returncode == 0
+    assert run_cli("eval", "--policy", out, "--task", "push", "--episodes", "2").returncode == 0
+    assert_one_line_error(
+        run_cli_here(
+            "finetune", "--algo", "dppo", "--from", bc_run, "--task", "push", "--out", tmp_path / "x"
+        ),
+        "DPPO fine-tunes diffusion policies",
+    )

@@ -13,7 +13,7 @@ The resolved config is saved as <out>/config.yaml."""
 FLAGS = {
     "from_run": "from_run", "task": "task", "env_steps": "env_steps", "envs": "envs", "workers": "workers",
     "seed": "seed", "expert_level": "expert_level", "intervener": "intervener.rule", "data": "data",
-    "device": "device", "reference": "reference",
+    "device": "device", "reference": "reference", "iterations": "iterations",
 }  # fmt: skip
 
 
@@ -28,6 +28,7 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", help="YAML config file")
     p.add_argument("--env-steps", dest="env_steps", type=int)
     p.add_argument("--envs", type=int, help="environment copies stepped together")
+    p.add_argument("--iterations", type=int, help="dppo: rollout-and-update iterations")
     p.add_argument("--workers", type=int, help="simulation processes (0: in this process)")
     p.add_argument("--seed", type=int)
     p.add_argument(
@@ -64,6 +65,11 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
     cfg = resolve_config(args, getattr(args, "overrides", []))
     run = run_algorithm(args.algo, "finetune", cfg, args.out)
-    how = f"{cfg.env_steps} environment steps" if cfg.task else f"{len(cfg.data)} recorded session store(s)"
+    if hasattr(cfg, "iterations"):
+        how = f"{cfg.iterations} iterations in {cfg.task}"
+    elif cfg.task:
+        how = f"{cfg.env_steps} environment steps"
+    else:
+        how = f"{len(cfg.data)} recorded session store(s)"
     print(f"fine-tuned with {args.algo} on {how} -> {run}")
     return 0

@@ -55,12 +55,18 @@ def sample_chain(
     steps: int,
     how: StochasticSampling,
     generator: torch.Generator | None = None,
+    frozen: torch.nn.Module | None = None,
+    fine_tuned: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Draw a denoising chain from ``noise`` (B, T_p, Da): returns the chain (B, steps + 1, T_p, Da), x_K first and
-    the normalised action sequence last, and each step's elementwise log-likelihood (B, steps, T_p, Da)."""
+    the normalised action sequence last, and each step's elementwise log-likelihood (B, steps, T_p, Da). With
+    ``frozen`` and ``fine_tuned`` = K', the frozen copy's network runs the first steps - K' steps (DPPO); both
+    copies read the same conditioning."""
     x, chain, logps = noise, [noise], []
-    for t, ab_t, ab_prev in policy.ddim_plan(steps):
-        eps = policy.unet(x, torch.full((x.shape[0],), float(t), device=x.device), cond)
+    first_trained = steps - (fine_tuned if fine_tuned is not None else steps)
+    for i, (t, ab_t, ab_prev) in enumerate(policy.ddim_plan(steps)):
+        net = frozen.unet if frozen is not None and i < first_trained else policy.unet
+        eps = net(x, torch.full((x.shape[0],), float(t), device=x.device), cond)
         mean, sigma = ddim_gaussian(x, eps, ab_t, ab_prev, how.eta, policy.config.clip_sample)
         std = max(sigma, how.min_std_sample)
         if std > 0:
