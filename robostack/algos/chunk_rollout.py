@@ -1,0 +1,173 @@
+"""On-policy rollouts of chunk policies in the vector environment: what DPPO and Gaussian-PPO both collect.
+
+Per decision, every copy's T_o-frame observation history goes through the learner in one batch
+(``learner.act(obs, generator) -> (raw action chunks, the sample to score later, its log-likelihood)``), the chunks
+run in the copies (``VectorEnv.step_chunk``), and the critic values the state before and after (the latter to
+bootstrap a time limit).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from robostack.algos.online_data import check_fits
+from robostack.data.normalize import load_stats
+from robostack.errors import RobostackError
+from robostack.eval.seeds import RANGES
+from robostack.policies.checkpoint import load_policy, save_policy
+from robostack.policies.loading import resolve_policy_folder
+from robostack.sim.registry import task_spec
+from robostack.sim.vector_env import VectorEnv
+from robostack.train.data import to_tensors
+from robostack.train.hooks import evaluate_checkpoint
+from robostack.train.run_log import RunLog, write_run_files
+from robostack.train.state import checkpoint_folder, mark_last, save_train_state
+
+
+@dataclass
+class OnPolicyConfig:
+    """What DPPO and Gaussian-PPO runs share."""
+
+    algo: str = ""
+    from_run: str = ""
+    """Training run or policy folder of the behaviour-cloned policy to fine-tune."""
+    task: str = "push"
+    iterations: int = 50
+    envs: int = 8
+    workers: int = 0
+    steps_per_iteration: int = 32
+    """Decisions (action chunks) per copy per iteration."""
+    critic_hidden: list[int] = field(default_factory=lambda: [256, 256, 256])
+    eval_every: int = 10
+    """Iterations between checkpoints evaluated in simulation (and at the end)."""
+    eval_episodes: int = 50
+    seed: int = 0
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if not self.from_run:
+            raise RobostackError("--from is required: the behaviour-cloned policy to fine-tune")
+        if self.iterations < 1 or self.steps_per_iteration < 1 or self.envs < 1:
+            raise RobostackError("iterations, steps_per_iteration and envs must be at least 1")
+
+
+def state_features(normalizer: Any, keys: list[str], obs: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The critic's input: the latest frame of every low-dim key (of histories (B, T_o, ...) or single frames),
+    normalised and flattened (B, F). DPPO's critic sees the environment state only."""
+    return torch.cat(
+        [
+            normalizer.normalize(k, (obs[k][:, -1] if obs[k].dim() > 2 else obs[k]).float()).flatten(1)
+            for k in keys
+        ],
+        dim=-1,
+    )
+
+
+@dataclass
+class Rollout:
+    """One iteration's decisions, (S, N, ...) per field."""
+
+    obs: dict[str, torch.Tensor]
+    sample: torch.Tensor
+    """What the policy drew (DPPO: the denoising chain; Gaussian-PPO: the normalised action chunk)."""
+    logp: torch.Tensor
+    values: torch.Tensor
+    reward: torch.Tensor
+    terminated: torch.Tensor
+    truncated: torch.Tensor
+    final_values: torch.Tensor
+    successes: int = 0
+    episodes: int = 0
+
+
+def chunk_rollout(
+    env: VectorEnv,
+    hist: dict[str, np.ndarray],
+    decisions: int,
+    learner: Any,
+    gen: torch.Generator,
+    device: str,
+) -> tuple[Rollout, dict[str, np.ndarray]]:
+    """``decisions`` chunks per copy from the histories ``hist``; returns the rollout and the histories after it."""
+    dev = torch.device(device)
+    rows: dict[str, list] = {
+        k: [] for k in ("obs", "sample", "logp", "values", "reward", "term", "trunc", "final")
+    }
+    successes = episodes = 0
+    t_o = learner.policy.config.n_obs_steps
+    for _ in range(decisions):
+        obs = to_tensors({k: hist[k] for k in learner.policy.spec.obs}, dev)
+        actions, sample, logp = learner.act(obs, gen)
+        step = env.step_chunk(actions, history=t_o)
+        with torch.no_grad():
+            values = learner.value(obs)
+            final_v = learner.value(to_tensors({k: step.final_obs[k] for k in learner.keys}, dev))
+        for k, v in (("obs", obs), ("sample", sample), ("logp", logp), ("values", values),
+                     ("reward", torch.as_tensor(step.reward)), ("term", torch.as_tensor(step.terminated)),
+                     ("trunc", torch.as_tensor(step.truncated)), ("final", final_v)):  # fmt: skip
+            rows[k].append(v)
+        successes += int(step.success[step.done].sum())
+        episodes += int(step.done.sum())
+        hist = step.obs_history
+    ro = Rollout(
+        obs={k: torch.stack([o[k] for o in rows["obs"]]) for k in rows["obs"][0]},
+        sample=torch.stack(rows["sample"]), logp=torch.stack(rows["logp"]), values=torch.stack(rows["values"]),
+        reward=torch.stack(rows["reward"]), terminated=torch.stack(rows["term"]), truncated=torch.stack(rows["trunc"]),
+        final_values=torch.stack(rows["final"]), successes=successes, episodes=episodes,
+    )  # fmt: skip
+    return ro, hist
+
+
+def on_policy_finetune(
+    cfg: Any, run: Path, make_learner: Callable[[Any], Any], seeds: int, resume: bool, progress: bool
+) -> Path:
+    """Iterations of rollout -> ``learner.update`` -> log, a checkpoint (policy folder + learner state) every
+    ``eval_every`` iterations and at the end, each evaluated in simulation without exploration noise."""
+    if resume:
+        raise RobostackError(f"{cfg.algo} starts fresh; use another --out")
+    if (run / "config.yaml").exists():
+        raise RobostackError(f"{run}: a run already exists here (choose another --out)")
+    folder = resolve_policy_folder(cfg.from_run)
+    policy = load_policy(folder, cfg.device).train()
+    check_fits(policy.spec, task_spec(cfg.task))
+    torch.manual_seed(cfg.seed)
+    learner = make_learner(policy)
+    stats = load_stats(folder)
+    write_run_files(run, cfg, None)
+    rng = np.random.default_rng([cfg.seed, 13])
+    gen = torch.Generator().manual_seed(cfg.seed)
+    log = RunLog(run, True, cfg.iterations, 0, f"finetune {cfg.algo}", progress)
+    t0, decisions = time.perf_counter(), 0
+    try:
+        with VectorEnv(cfg.task, cfg.envs, seeds + cfg.seed * 100_000, cfg.workers) as env:
+            first = env.reset()
+            hist = {k: np.repeat(v[:, None], policy.config.n_obs_steps, axis=1) for k, v in first.items()}
+            for it in range(1, cfg.iterations + 1):
+                ro, hist = chunk_rollout(env, hist, cfg.steps_per_iteration, learner, gen, cfg.device)
+                metrics = learner.update(ro, rng)
+                decisions += cfg.steps_per_iteration * cfg.envs
+                record = {"step": it, "decisions": decisions, "seconds": time.perf_counter() - t0, **metrics}
+                if ro.episodes:
+                    record["episode_success_rate"] = ro.successes / ro.episodes
+                log.bar.update(1)
+                log.log(record)
+                if it == cfg.iterations or (cfg.eval_every and it % cfg.eval_every == 0):
+                    ckpt = checkpoint_folder(run, it)
+                    save_policy(learner.policy, ckpt, stats, {"step": it, "train_config": asdict(cfg)})
+                    save_train_state(ckpt, it, learner.state_objects(), rng)
+                    mark_last(run, ckpt)
+                    if cfg.eval_episodes > 0:
+                        ev = evaluate_checkpoint(
+                            ckpt, cfg.task, cfg.eval_episodes, 1, RANGES["train-eval"].start
+                        )
+                        log.log({"step": it, "eval_success_rate": ev["success_rate"]})
+    finally:
+        log.close()
+    return run
