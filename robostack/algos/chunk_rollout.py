@@ -18,10 +18,12 @@ import numpy as np
 import torch
 
 from robostack.algos.online_data import check_fits
+from robostack.algos.ppo import explained_variance, gae, value_loss
 from robostack.data.normalize import load_stats
 from robostack.errors import RobostackError
 from robostack.eval.seeds import RANGES
 from robostack.policies.checkpoint import load_policy, save_policy
+from robostack.policies.critics import VEnsemble
 from robostack.policies.loading import resolve_policy_folder
 from robostack.sim.registry import task_spec
 from robostack.sim.vector_env import VectorEnv
@@ -68,6 +70,66 @@ def state_features(normalizer: Any, keys: list[str], obs: dict[str, torch.Tensor
         ],
         dim=-1,
     )
+
+
+class ChunkLearner:
+    """What DPPO's and Gaussian-PPO's learners share: the critic on the environment state, the two optimisers, and
+    the PPO update (GAE, epochs of shuffled minibatches, advantage normalisation per minibatch). A subclass gives
+    ``act`` (for ``chunk_rollout``), ``old_logp`` (the stored log-likelihoods as the ratio compares them) and
+    ``policy_loss`` (its clipped objective on a minibatch)."""
+
+    def __init__(self, cfg: Any, policy: Any, actor_params: Any) -> None:
+        if policy.spec.image_keys:
+            raise RobostackError(f"{cfg.algo} here covers low-dim observations only")
+        self.cfg, self.policy = cfg, policy
+        self.keys = policy.spec.lowdim_keys
+        width = sum(int(np.prod(policy.spec.obs[k].shape)) for k in self.keys)
+        self.critic = VEnsemble(width, 1, cfg.critic_hidden).to(cfg.device)
+        self.actor_opt = torch.optim.Adam(actor_params, lr=cfg.actor_lr)
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr)
+
+    def state_objects(self) -> dict[str, Any]:
+        return {
+            "actor": self.policy,
+            "critic": self.critic,
+            "actor_opt": self.actor_opt,
+            "critic_opt": self.critic_opt,
+        }
+
+    def value(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """V of the environment state (B,)."""
+        return self.critic(state_features(self.policy.normalizer, self.keys, obs))[0]
+
+    def old_logp(self, logp: torch.Tensor) -> torch.Tensor:
+        return logp
+
+    def policy_loss(self, obs: dict, sample: torch.Tensor, old: torch.Tensor, adv: torch.Tensor) -> tuple:
+        raise NotImplementedError
+
+    def update(self, ro: Rollout, rng: np.random.Generator) -> dict[str, float]:
+        cfg = self.cfg
+        adv, ret = gae(ro.reward, ro.values, ro.terminated, ro.truncated, ro.final_values[-1], cfg.gamma,
+                       cfg.gae_lambda, bootstrap_values=ro.final_values)  # fmt: skip
+        flat = lambda x: x.reshape(-1, *x.shape[2:])  # noqa: E731 - (S, N, ...) -> (S*N, ...)
+        obs = {k: flat(v) for k, v in ro.obs.items()}
+        sample, old, adv, ret = flat(ro.sample), self.old_logp(flat(ro.logp)), flat(adv), flat(ret)
+        metrics: dict[str, float] = {}
+        for _ in range(cfg.epochs):
+            for idx in np.array_split(rng.permutation(adv.shape[0]), max(1, adv.shape[0] // cfg.batch_size)):
+                i = torch.as_tensor(idx)
+                mb_obs = {k: v[i] for k, v in obs.items()}
+                a = adv[i]
+                a = (a - a.mean()) / (a.std() + 1e-8) if len(idx) > 1 else a
+                p_loss, pm = self.policy_loss(mb_obs, sample[i], old[i], a)
+                v_loss, vm = value_loss(self.value(mb_obs), ret[i])
+                self.actor_opt.zero_grad(set_to_none=True)
+                self.critic_opt.zero_grad(set_to_none=True)
+                (p_loss + v_loss).backward()
+                self.actor_opt.step()
+                self.critic_opt.step()
+                metrics = {k: float(v) for k, v in {**pm, **vm}.items()}
+        metrics["explained_variance"] = explained_variance(flat(ro.values), ret)
+        return metrics
 
 
 @dataclass

@@ -23,18 +23,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from robostack.algos.chunk_rollout import OnPolicyConfig, Rollout, on_policy_finetune, state_features
+from robostack.algos.chunk_rollout import ChunkLearner, OnPolicyConfig, on_policy_finetune
 from robostack.algos.ppo import (
     clip_schedule,
     clipped_policy_loss,
     denoising_discount,
-    explained_variance,
-    gae,
-    value_loss,
 )
 from robostack.algos.registry import register_algorithm
 from robostack.errors import RobostackError
-from robostack.policies.critics import VEnsemble
 from robostack.policies.stochastic_sampler import StochasticSampling, sample_chain, score_chain
 
 DPPO_SEEDS = 4_000_000
@@ -71,40 +67,22 @@ class DPPOConfig(OnPolicyConfig):
             self.sampling = StochasticSampling(**self.sampling)
 
 
-class DPPOLearner:
+class DPPOLearner(ChunkLearner):
     def __init__(self, cfg: DPPOConfig, policy: Any) -> None:
         if policy.family != "diffusion":
             raise RobostackError(f"DPPO fine-tunes diffusion policies, not a {policy.family} policy")
-        if policy.spec.image_keys:
-            raise RobostackError("DPPO here covers low-dim observations only")
         steps = policy.num_steps
         if not 1 <= cfg.ft_denoising_steps <= steps:
             raise RobostackError(f"ft_denoising_steps must be in [1, {steps}] (the policy's denoising steps)")
-        self.cfg, self.policy, self.steps = cfg, policy, steps
+        super().__init__(cfg, policy, policy.unet.parameters())
+        self.steps = steps
         self.frozen = copy.deepcopy(policy).requires_grad_(False).eval()
-        self.keys = policy.spec.lowdim_keys
-        width = sum(int(np.prod(policy.spec.obs[k].shape)) for k in self.keys)
-        self.critic = VEnsemble(width, 1, cfg.critic_hidden).to(cfg.device)
-        self.actor_opt = torch.optim.Adam(policy.unet.parameters(), lr=cfg.actor_lr)
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr)
         self.clip = clip_schedule(cfg.ft_denoising_steps, cfg.clip_base, cfg.clip, cfg.clip_rate)
         self.discount = denoising_discount(cfg.ft_denoising_steps, cfg.gamma_denoise)
         t_o, t_a = policy.config.n_obs_steps, policy.config.n_action_steps
         self.executed = slice(t_o - 1, t_o - 1 + t_a)
 
-    def state_objects(self) -> dict[str, Any]:
-        return {
-            "actor": self.policy,
-            "critic": self.critic,
-            "actor_opt": self.actor_opt,
-            "critic_opt": self.critic_opt,
-        }
-
-    def value(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
-        """V of the environment state (B,)."""
-        return self.critic(state_features(self.policy.normalizer, self.keys, obs))[0]
-
-    def mean_logp(self, logp: torch.Tensor) -> torch.Tensor:
+    def old_logp(self, logp: torch.Tensor) -> torch.Tensor:
         """(B, K', T_p, Da) elementwise -> (B, K'): clamped, averaged over the executed actions' elements."""
         return logp[:, :, self.executed].clamp(LOGP_MIN, LOGP_MAX).mean(dim=(2, 3))
 
@@ -122,36 +100,14 @@ class DPPOLearner:
         actions = self.policy.clip_actions(actions)
         return actions.numpy(), chain, logp[:, self.steps - cfg.ft_denoising_steps :]
 
-    def update(self, ro: Rollout, rng: np.random.Generator) -> dict[str, float]:
+    def policy_loss(self, obs: dict, chain: torch.Tensor, old: torch.Tensor, adv: torch.Tensor) -> tuple:
+        """One ratio per fine-tuned denoising step, each with its own clip; step k's advantage discounted."""
         cfg = self.cfg
-        adv, ret = gae(ro.reward, ro.values, ro.terminated, ro.truncated, ro.final_values[-1], cfg.gamma,
-                       cfg.gae_lambda, bootstrap_values=ro.final_values)  # fmt: skip
-        flat = lambda x: x.reshape(-1, *x.shape[2:])  # noqa: E731 - (S, N, ...) -> (S*N, ...)
-        obs = {k: flat(v) for k, v in ro.obs.items()}
-        sample, old = flat(ro.sample), self.mean_logp(flat(ro.logp))
-        adv, ret = flat(adv), flat(ret)
-        n = adv.shape[0]
-        metrics: dict[str, float] = {}
-        for _ in range(cfg.epochs):
-            for idx in np.array_split(rng.permutation(n), max(1, n // cfg.batch_size)):
-                i = torch.as_tensor(idx)
-                mb_obs = {k: v[i] for k, v in obs.items()}
-                a = adv[i]
-                a = (a - a.mean()) / (a.std() + 1e-8) if len(idx) > 1 else a
-                cond = self.policy.condition(mb_obs)
-                new = self.mean_logp(score_chain(self.policy, cond, sample[i], self.steps, cfg.sampling,
-                                                 cfg.ft_denoising_steps))  # fmt: skip
-                p_loss, pm = clipped_policy_loss(new, old[i], a[:, None] * self.discount, self.clip)
-                v_loss, vm = value_loss(self.value(mb_obs), ret[i])
-                self.actor_opt.zero_grad(set_to_none=True)
-                self.critic_opt.zero_grad(set_to_none=True)
-                (p_loss + v_loss).backward()
-                self.actor_opt.step()
-                self.critic_opt.step()
-                metrics = {k: float(v) for k, v in {**pm, **vm}.items()}
-        with torch.no_grad():
-            metrics["explained_variance"] = explained_variance(flat(ro.values), ret)
-        return metrics
+        cond = self.policy.condition(obs)
+        new = self.old_logp(
+            score_chain(self.policy, cond, chain, self.steps, cfg.sampling, cfg.ft_denoising_steps)
+        )
+        return clipped_policy_loss(new, old, adv[:, None] * self.discount, self.clip)
 
 
 @register_algorithm(

@@ -16,11 +16,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from robostack.algos.chunk_rollout import OnPolicyConfig, Rollout, on_policy_finetune, state_features
-from robostack.algos.ppo import clipped_policy_loss, explained_variance, gae, value_loss
+from robostack.algos.chunk_rollout import ChunkLearner, OnPolicyConfig, on_policy_finetune
+from robostack.algos.ppo import clipped_policy_loss
 from robostack.algos.registry import register_algorithm
 from robostack.errors import RobostackError
-from robostack.policies.critics import VEnsemble
 
 PPO_SEEDS = 5_000_000
 """Gaussian-PPO's training episodes take seeds from here (above every evaluation range)."""
@@ -39,33 +38,15 @@ class PPOConfig(OnPolicyConfig):
     """Decisions per minibatch."""
 
 
-class GaussianPPOLearner:
+class GaussianPPOLearner(ChunkLearner):
     def __init__(self, cfg: PPOConfig, policy: Any) -> None:
         if policy.family != "gaussian":
             raise RobostackError(f"ppo fine-tunes gaussian-family policies, not a {policy.family} policy")
-        if policy.spec.image_keys:
-            raise RobostackError("ppo here covers low-dim observations only")
-        self.cfg, self.policy = cfg, policy
-        self.keys = policy.spec.lowdim_keys
-        width = sum(int(np.prod(policy.spec.obs[k].shape)) for k in self.keys)
-        self.critic = VEnsemble(width, 1, cfg.critic_hidden).to(cfg.device)
-        self.actor_opt = torch.optim.Adam(policy.parameters(), lr=cfg.actor_lr)
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr)
+        super().__init__(cfg, policy, policy.parameters())
         self.t_a = policy.config.n_action_steps
 
-    def state_objects(self) -> dict[str, Any]:
-        return {
-            "actor": self.policy,
-            "critic": self.critic,
-            "actor_opt": self.actor_opt,
-            "critic_opt": self.critic_opt,
-        }
-
-    def value(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
-        """V of the environment state (B,)."""
-        return self.critic(state_features(self.policy.normalizer, self.keys, obs))[0]
-
     def log_prob(self, obs: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        """log pi(x | s) summed over the executed rows' elements (B,)."""
         mean, std = self.policy.distribution(obs)
         lp = -0.5 * ((x - mean) / std) ** 2 - std.log() - 0.5 * np.log(2 * np.pi)
         return lp[:, : self.t_a].sum(dim=(1, 2))
@@ -79,31 +60,8 @@ class GaussianPPOLearner:
         actions = self.policy.normalizer.unnormalize("action", x.clamp(-1.0, 1.0))[:, : self.t_a]
         return self.policy.clip_actions(actions).numpy(), x, self.log_prob(obs, x)
 
-    def update(self, ro: Rollout, rng: np.random.Generator) -> dict[str, float]:
-        cfg = self.cfg
-        adv, ret = gae(ro.reward, ro.values, ro.terminated, ro.truncated, ro.final_values[-1], cfg.gamma,
-                       cfg.gae_lambda, bootstrap_values=ro.final_values)  # fmt: skip
-        flat = lambda x: x.reshape(-1, *x.shape[2:])  # noqa: E731 - (S, N, ...) -> (S*N, ...)
-        obs = {k: flat(v) for k, v in ro.obs.items()}
-        sample, old, adv, ret = flat(ro.sample), flat(ro.logp), flat(adv), flat(ret)
-        n = adv.shape[0]
-        metrics: dict[str, float] = {}
-        for _ in range(cfg.epochs):
-            for idx in np.array_split(rng.permutation(n), max(1, n // cfg.batch_size)):
-                i = torch.as_tensor(idx)
-                mb_obs = {k: v[i] for k, v in obs.items()}
-                a = adv[i]
-                a = (a - a.mean()) / (a.std() + 1e-8) if len(idx) > 1 else a
-                p_loss, pm = clipped_policy_loss(self.log_prob(mb_obs, sample[i]), old[i], a, cfg.clip)
-                v_loss, vm = value_loss(self.value(mb_obs), ret[i])
-                self.actor_opt.zero_grad(set_to_none=True)
-                self.critic_opt.zero_grad(set_to_none=True)
-                (p_loss + v_loss).backward()
-                self.actor_opt.step()
-                self.critic_opt.step()
-                metrics = {k: float(v) for k, v in {**pm, **vm}.items()}
-        metrics["explained_variance"] = explained_variance(flat(ro.values), ret)
-        return metrics
+    def policy_loss(self, obs: dict, sample: torch.Tensor, old: torch.Tensor, adv: torch.Tensor) -> tuple:
+        return clipped_policy_loss(self.log_prob(obs, sample), old, adv, self.cfg.clip)
 
 
 @register_algorithm("ppo", "finetune", PPOConfig, "Gaussian-PPO: DPPO's baseline on the gaussian family")
