@@ -24,6 +24,7 @@ from robostack.algos.online_data import (
     ONLINE_SEEDS,
     EpisodeRows,
     OnlineRunConfig,
+    action_scale,
     check_fits,
     online_store_info,
 )
@@ -128,8 +129,7 @@ def _round(cfg: HGDaggerConfig, policy_dir: Path, steps: int, k: int, writers: t
     keys = list(policy.spec.obs)
     spec = task_spec(cfg.task)
     iv = Intervener(cfg.intervener, cfg.envs, np.random.default_rng([cfg.seed, 11, k]))
-    scale = np.where(np.subtract(spec.action_high, spec.action_low) > 0,
-                     np.subtract(spec.action_high, spec.action_low) / 2, 1.0)  # fmt: skip
+    scale = action_scale(spec)
     segments: list[dict[str, list]] = [{} for _ in range(cfg.envs)]
     counts = {"steps": 0, "takeover_steps": 0, "segments": 0, "episodes": 0, "successes": 0}
     seed = ONLINE_SEEDS + cfg.seed * 100_000 + k * 10_000

@@ -119,3 +119,9 @@ def online_store_info(spec: Any, task: str) -> StoreInfo:
         tasks=[task],
         extra={"task_spec": spec.to_json()},
     )
+
+
+def action_scale(spec: Any) -> np.ndarray:
+    """Half of each action dimension's range: what maps an action difference to [-1, 1] units."""
+    low, high = np.asarray(spec.action_low, np.float64), np.asarray(spec.action_high, np.float64)
+    return np.where(high > low, (high - low) / 2, 1.0)

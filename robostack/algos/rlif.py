@@ -26,11 +26,13 @@ from robostack.algos.online_data import (
     ONLINE_SEEDS,
     EpisodeRows,
     OnlineRunConfig,
+    action_scale,
     check_fits,
     online_store_info,
 )
 from robostack.algos.registry import register_algorithm
 from robostack.algos.sac import SACConfig, SACLearner, check_actor
+from robostack.data.normalize import load_stats
 from robostack.data.replay import ReplayBuffer
 from robostack.data.schema import SOURCES
 from robostack.data.store import EpisodeWriter
@@ -81,7 +83,7 @@ class _OnlineRun:
         check_actor(actor)
         self.spec = task_spec(cfg.task)
         check_fits(actor.spec, self.spec)
-        self.stats = _policy_stats(folder)
+        self.stats = load_stats(folder)
         torch.manual_seed(cfg.seed)
         self.rng = np.random.default_rng([cfg.seed, 7])
         self.learner = SACLearner(cfg.sac, actor, cfg.device)
@@ -93,8 +95,7 @@ class _OnlineRun:
             else None
         )
         self.replay = self._replay()
-        low, high = np.asarray(self.spec.action_low), np.asarray(self.spec.action_high)
-        self.action_scale = np.where(high > low, (high - low) / 2, 1.0)
+        self.action_scale = action_scale(self.spec)
         self.pending: list[dict[str, np.ndarray] | None] = [None] * cfg.envs
         self.was_acting = np.zeros(cfg.envs, bool)
         self.finished: list[tuple[bool, bool]] = []  # (success, had an intervention) of finished episodes
@@ -160,12 +161,6 @@ def _flags(buf: Any) -> np.ndarray:
     if "is_intervention" not in buf.data:
         raise RobostackError("--algo rlif: a --data store has no is_intervention key")
     return buf.data["is_intervention"]
-
-
-def _policy_stats(folder: Path) -> Any:
-    from robostack.data.normalize import load_stats
-
-    return load_stats(folder)
 
 
 def _act(run: _OnlineRun, obs: dict[str, np.ndarray]) -> np.ndarray:
@@ -288,7 +283,7 @@ def learn_from_sessions(cfg: OnlineConfig, out: Path, progress: bool) -> Path:
             log.bar.update(1)
             if (u + 1) % cfg.log_every == 0 or u + 1 == cfg.updates:
                 log.log({"step": u + 1, **metrics})
-        save_learner(out, cfg.updates, learner, _policy_stats(folder), rng, cfg)
+        save_learner(out, cfg.updates, learner, load_stats(folder), rng, cfg)
     finally:
         log.close()
     return out

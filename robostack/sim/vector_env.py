@@ -29,15 +29,16 @@ from robostack.sim.base import TaskSpec
 
 
 @dataclass
-class VectorStep:
-    obs: dict[str, np.ndarray]
-    """(N, ...) per ``obs/<name>`` key: what each copy observes now (a reset copy: its new episode's first observation)."""
+class _Outcome:
+    """What a step and a chunk report alike, per copy."""
+
     reward: np.ndarray
+    """The step's reward (a chunk: summed over the steps executed)."""
     terminated: np.ndarray
     truncated: np.ndarray
     success: np.ndarray
     final_obs: dict[str, np.ndarray]
-    """(N, ...) per key: the observation the step reached, before any reset (s' of the transition)."""
+    """(N, ...) per key: the observation the step (or chunk) reached, before any reset (s' of the transition)."""
     episode_seed: np.ndarray
     """Seed of the episode each step belonged to."""
     episode_length: np.ndarray
@@ -49,24 +50,17 @@ class VectorStep:
 
 
 @dataclass
-class ChunkStep:
+class VectorStep(_Outcome):
+    obs: dict[str, np.ndarray]
+    """(N, ...) per ``obs/<name>`` key: what each copy observes now (a reset copy: its new episode's first observation)."""
+
+
+@dataclass
+class ChunkStep(_Outcome):
     obs_history: dict[str, np.ndarray]
     """(N, T_o, ...) per ``obs/<name>`` key: each copy's last T_o observations now."""
-    reward: np.ndarray
-    """Reward summed over the steps each copy executed."""
-    terminated: np.ndarray
-    truncated: np.ndarray
-    success: np.ndarray
-    final_obs: dict[str, np.ndarray]
-    """(N, ...) the observation each chunk reached, before any reset."""
-    episode_seed: np.ndarray
-    episode_length: np.ndarray
     executed: np.ndarray
     """Steps each copy executed (fewer than T_a where its episode ended)."""
-
-    @property
-    def done(self) -> np.ndarray:
-        return self.terminated | self.truncated
 
 
 class _Copies:
