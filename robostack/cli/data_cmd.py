@@ -1,4 +1,4 @@
-"""``robostack data info|validate|merge|import|export``."""
+"""``robostack data info|validate|merge|quality|import|export``."""
 
 from __future__ import annotations
 
@@ -26,6 +26,14 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_merge)
 
+    p = dsub.add_parser(
+        "quality", help="compare datasets: success, length, path, jerk, |delta a|, variance across episodes"
+    )
+    p.add_argument("stores", nargs="+")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--plot", default=None, help="PNG of each store's tool paths")
+    p.set_defaults(func=cmd_quality)
+
     p = dsub.add_parser("import", help="convert a robomimic HDF5 or Diffusion Policy zarr store")
     p.add_argument("src")
     p.add_argument("dst")
@@ -45,6 +53,18 @@ def cmd_info(args: argparse.Namespace) -> int:
 
     s = store_summary(args.path)
     print(json.dumps(s, indent=1) if args.json else format_summary(s))
+    return 0
+
+
+def cmd_quality(args: argparse.Namespace) -> int:
+    from robostack.eval.dataset_quality import measure, plot_paths, quality_table
+
+    results = [measure(s) for s in args.stores]
+    print(json.dumps([r.to_json() for r in results], indent=1) if args.json else quality_table(results))
+    if args.plot:
+        plot_paths(args.stores, args.plot)
+        if not args.json:
+            print(f"paths: {args.plot}")
     return 0
 
 

@@ -19,7 +19,16 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from robostack.cli import bench_cmd, data_cmd, export_cmd, finetune_cmd, quickstart, sim_cmd, train_cmd
+    from robostack.cli import (
+        bench_cmd,
+        data_cmd,
+        export_cmd,
+        finetune_cmd,
+        generate_cmd,
+        quickstart,
+        sim_cmd,
+        train_cmd,
+    )
 
     p = _Parser(prog="robostack", description="Robot policy training and deployment stack.")
     p.add_argument("--version", action="version", version=f"robostack {_version()}")
@@ -28,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim_cmd.add(sub)
     train_cmd.add(sub)
     finetune_cmd.add(sub)
+    generate_cmd.add(sub)
     export_cmd.add(sub)
     bench_cmd.add(sub)
     quickstart.add(sub)

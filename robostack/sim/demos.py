@@ -79,14 +79,22 @@ class DemoSummary:
         )
 
 
-def _open_or_create(cfg: DemoConfig, kwargs: dict) -> tuple[EpisodeWriter, int]:
-    probe = make_task(cfg.task, **kwargs)
-    feats = episode_features(
-        probe, labelled=cfg.quality in LABELLED_TIERS, masked=cfg.quality in MASKED_TIERS
-    )
+def open_task_store(
+    out: str | Path,
+    task: str,
+    feats: dict,
+    config: dict,
+    task_kwargs: dict | None = None,
+    fsync: bool = False,
+) -> tuple[EpisodeWriter, int]:
+    """A writer on ``out`` for episodes of ``task`` with features ``feats``, and the first seed not yet used.
+
+    An existing store must hold exactly these features at the task's control rate (appending never mixes tasks);
+    a new one records ``config`` in its provenance."""
+    probe = make_task(task, **(task_kwargs or {}))
     spec = probe.task_spec
     probe.close()
-    out = Path(cfg.out)
+    out = Path(out)
     if (out / "zarr.json").exists():
         existing = EpisodeStore(out)
         if existing.info.features != feats:
@@ -94,25 +102,34 @@ def _open_or_create(cfg: DemoConfig, kwargs: dict) -> tuple[EpisodeWriter, int]:
                 k for k in feats if existing.info.features.get(k) != feats[k]
             ]
             raise StoreError(
-                f"{out}: holds different features than task '{cfg.task}' records ({', '.join(diff)})"
+                f"{out}: holds different features than task '{task}' records ({', '.join(diff)})"
             )
         if existing.info.control_rate_hz != spec.control_rate_hz:
             raise StoreError(
-                f"{out}: control rate {existing.info.control_rate_hz} Hz, task '{cfg.task}' runs at "
+                f"{out}: control rate {existing.info.control_rate_hz} Hz, task '{task}' runs at "
                 f"{spec.control_rate_hz} Hz"
             )
         seeds = existing.episode_field("seed")
         next_seed = int(seeds.max()) + 1 if seeds.size else 0
-        return EpisodeWriter.open(out, fsync=cfg.fsync), next_seed
+        return EpisodeWriter.open(out, fsync=fsync), next_seed
     info = StoreInfo(
         control_rate_hz=spec.control_rate_hz,
         features=feats,
         robot=spec.robot,
         task_description=spec.description,
-        provenance=provenance(asdict(cfg)),
+        provenance=provenance(config),
         extra={"task_spec": spec.to_json()},
     )
-    return EpisodeWriter.create(out, info, fsync=cfg.fsync), 0
+    return EpisodeWriter.create(out, info, fsync=fsync), 0
+
+
+def _open_or_create(cfg: DemoConfig, kwargs: dict) -> tuple[EpisodeWriter, int]:
+    probe = make_task(cfg.task, **kwargs)
+    feats = episode_features(
+        probe, labelled=cfg.quality in LABELLED_TIERS, masked=cfg.quality in MASKED_TIERS
+    )
+    probe.close()
+    return open_task_store(cfg.out, cfg.task, feats, asdict(cfg), kwargs, cfg.fsync)
 
 
 def generate_demos(cfg: DemoConfig, progress: bool = True) -> DemoSummary:
