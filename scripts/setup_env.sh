@@ -10,6 +10,19 @@ if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
   echo "robostack needs Python 3.11 (found $("$PYTHON" --version 2>&1)); set PYTHON=/path/to/python3.11" >&2
   exit 1
 fi
+# System packages: Xvfb, xdotool and imagemagick run the teleop window's tests on a virtual screen; hidapi reads
+# a SpaceMouse. Installed once (root, as in CI); elsewhere the command to run is printed.
+SYSTEM_PACKAGES="xvfb xdotool imagemagick libhidapi-hidraw0"
+if ! command -v Xvfb >/dev/null || ! command -v xdotool >/dev/null || ! command -v import >/dev/null \
+   || ! ldconfig -p | grep -q libhidapi-hidraw; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "installing system packages: $SYSTEM_PACKAGES"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $SYSTEM_PACKAGES >/dev/null
+  else
+    echo "robostack needs: sudo apt-get install $SYSTEM_PACKAGES" >&2
+    exit 1
+  fi
+fi
 want=$(cat pyproject.toml requirements/*.txt scripts/setup_env.sh | sha256sum | cut -d' ' -f1)
 if [ -f "$VENV/.robostack-installed" ] && [ "$(cat "$VENV/.robostack-installed")" = "$want" ]; then
   exit 0

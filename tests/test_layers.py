@@ -19,7 +19,7 @@ LAYERS: list[set[str]] = [
     {"eval"},
     {"train"},
     {"algos"},
-    {"bench", "ros"},
+    {"bench", "ros", "teleop"},
     {"cli"},
 ]
 LAYER = {pkg: i for i, layer in enumerate(LAYERS) for pkg in layer}

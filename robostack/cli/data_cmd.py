@@ -21,9 +21,17 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quick", action="store_true", help="skip decoding every chunk")
     p.set_defaults(func=cmd_validate)
 
-    p = dsub.add_parser("merge", help="concatenate stores with identical features into a new one")
+    p = dsub.add_parser(
+        "merge",
+        help="concatenate stores into a new one",
+        description="Concatenate stores. Keys not every input has: --keys shared (default) leaves them out; "
+        "--keys fill keeps them and fills the other stores' rows: policy_action, human_action and "
+        "executed_action with the executed action, is_intervention with False, imitate with True, other keys "
+        "with zeros. Each such key is named in the output.",
+    )
     p.add_argument("inputs", nargs="+")
     p.add_argument("--out", required=True)
+    p.add_argument("--keys", default="shared", choices=["shared", "fill"])
     p.set_defaults(func=cmd_merge)
 
     p = dsub.add_parser(
@@ -98,7 +106,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_merge(args: argparse.Namespace) -> int:
     from robostack.data.merge import merge_stores
 
-    n = merge_stores(args.inputs, args.out)
+    n, notes = merge_stores(args.inputs, args.out, keys=args.keys)
+    for line in notes:
+        print(f"merge: {line}")
     print(f"merged {n} episodes from {len(args.inputs)} store(s) into {args.out}")
     return 0
 

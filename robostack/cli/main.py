@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
         generate_cmd,
         quickstart,
         sim_cmd,
+        teleop_cmd,
         train_cmd,
     )
 
@@ -40,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     generate_cmd.add(sub)
     export_cmd.add(sub)
     bench_cmd.add(sub)
+    teleop_cmd.add(sub)
     quickstart.add(sub)
     return p
 

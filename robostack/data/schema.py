@@ -22,7 +22,7 @@ FORMAT_NAME = "robostack-episodes"
 FORMAT_VERSION = 1
 
 #: Every episode has one of these origins; stored as uint8 codes in ``meta/episode_source``.
-SOURCES: tuple[str, ...] = ("sim", "real", "generated", "intervention", "imported")
+SOURCES: tuple[str, ...] = ("sim", "real", "generated", "intervention", "imported", "teleop")
 
 #: How an episode's actions were produced; stored as codes in the ``quality`` column.
 QUALITIES: tuple[str, ...] = ("unknown", "expert", "noisy", "random", "human", "policy", "dart", "recovery")

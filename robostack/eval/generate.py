@@ -88,7 +88,8 @@ class _PolicyActor:
 _STATE: dict[str, Any] = {}
 
 
-def _task_kwargs(policy_spec: Any) -> dict[str, Any]:
+def task_kwargs_for(policy_spec: Any) -> dict[str, Any]:
+    """The task options (cameras, image size) a policy's observations need."""
     cams = {k.removeprefix("obs/image_"): size for k, size in policy_spec.image_keys.items()}
     return {"cameras": tuple(cams), "image_size": next(iter(cams.values()))} if cams else {}
 
@@ -103,7 +104,7 @@ def _init(policy_path: str, task_name: str) -> None:
 
     policy = load_any_policy(policy_path, threads=1)
     _STATE["policy"] = policy
-    _STATE["task"] = make_task(task_name, **_task_kwargs(policy.spec))
+    _STATE["task"] = make_task(task_name, **task_kwargs_for(policy.spec))
 
 
 def _rollout(seed: int) -> Episode:
@@ -168,7 +169,7 @@ def generate(cfg: GenerateConfig, progress: bool = True) -> GenerateSummary:
     spec = read_any_spec(cfg.policy)
     check_policy_fits_task(spec, cfg.task)
     fingerprint = policy_fingerprint(cfg.policy)
-    kwargs = _task_kwargs(spec)
+    kwargs = task_kwargs_for(spec)
     probe = make_task(cfg.task, **kwargs)
     feats = episode_features(probe)
     probe.close()

@@ -226,6 +226,10 @@ class Policy(nn.Module, ABC):
     def clip_actions(self, actions: torch.Tensor) -> torch.Tensor:
         return torch.maximum(torch.minimum(actions, self.action_high), self.action_low)
 
+    def drop_pending(self) -> None:
+        """Discard the planned actions but keep the observation history (see ``ChunkStepper.drop_pending``)."""
+        self._stepper.drop_pending()
+
     def pending_actions(self) -> list[np.ndarray]:
         """Actions planned but not yet returned by ``select_action``."""
         return self._stepper.pending()

@@ -25,6 +25,11 @@ class ChunkStepper:
         self._history.clear()
         self._queue.clear()
 
+    def drop_pending(self) -> None:
+        """Forget the planned actions, keep the observation history: the next ``step`` plans afresh (a hand-back
+        from a human: the queue was planned before the human moved the robot)."""
+        self._queue.clear()
+
     @property
     def will_plan(self) -> bool:
         """True when the next ``step`` calls the planner (the action queue is empty)."""

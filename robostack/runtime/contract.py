@@ -36,6 +36,10 @@ class RuntimePolicy:
     def reset(self) -> None:
         self._stepper.reset()
 
+    def drop_pending(self) -> None:
+        """Discard the planned actions but keep the observation history (see ``ChunkStepper.drop_pending``)."""
+        self._stepper.drop_pending()
+
     def pending_actions(self) -> list[np.ndarray]:
         """Actions planned but not yet returned by ``select_action``."""
         return self._stepper.pending()

@@ -1,0 +1,87 @@
+"""``robostack teleop``: the operator's tool -- watch a policy, take over, hand back; every episode recorded."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def add(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "teleop",
+        help="operator tool: watch a policy act in simulation, take over with a device, record both actions",
+    )
+    p.add_argument("--task", required=True)
+    p.add_argument(
+        "--policy", default=None, help="run, policy folder or .onnx (omit: teleoperated demonstrations)"
+    )
+    p.add_argument("--device", required=True, help="keyboard | gamepad | spacemouse | script:FILE")
+    p.add_argument("--out", required=True, help="store to create, or to append to")
+    p.add_argument("--episodes", type=int, default=10, help="episodes to commit")
+    p.add_argument(
+        "--seed", type=int, default=None, help="first episode seed (default: after the store's largest)"
+    )
+    p.add_argument(
+        "--mapping", default=None, help="mapping YAML (default configs/teleop/<task>_<device>.yaml)"
+    )
+    p.add_argument(
+        "--takeover", default="hold", choices=["hold", "toggle"], help="hold: dead-man switch (default)"
+    )
+    p.add_argument("--show", action="store_true", help="open the window for a script device too")
+    p.add_argument("--realtime", action="store_true", help="pace a script device at the control rate")
+    p.add_argument("--view-size", type=int, default=256, help="rendered view, pixels")
+    p.add_argument("--timeline", default=None, help="timeline PNG (default: <out>.timeline.png)")
+    p.add_argument("--log", default=None, help="write the session's per-episode log (JSON)")
+    p.add_argument("--screenshot", default=None, help="save the window to this PNG when the session ends")
+    p.add_argument("--fsync", action="store_true", help="fsync before every commit (power-loss safe)")
+    p.set_defaults(func=cmd_teleop)
+
+
+def cmd_teleop(args: argparse.Namespace) -> int:
+    from robostack.sim.registry import task_spec
+    from robostack.teleop.devices import emulated_device, open_device
+    from robostack.teleop.mapping import load_mapping
+    from robostack.teleop.report import plot_timeline, summary_table
+    from robostack.teleop.session import TeleopConfig, TeleopSession, session_json
+
+    spec = task_spec(args.task)
+    scripted = args.device.startswith("script:")
+    kind = emulated_device(args.device)
+    mapping = load_mapping(args.mapping, args.task, kind, int(spec.action.shape[0]))
+    cfg = TeleopConfig(
+        task=args.task,
+        device=args.device,
+        out=args.out,
+        policy=args.policy,
+        episodes=args.episodes,
+        seed=args.seed,
+        mapping=mapping.path,
+        takeover=args.takeover,
+        realtime=not scripted or args.realtime,
+        window=not scripted or args.show,
+        view_size=args.view_size,
+        wait_between_episodes=not scripted,
+        fsync=args.fsync,
+    )
+    device = open_device(args.device, mapping)  # first: a missing device is the more useful error
+    window = None
+    if cfg.window:
+        from robostack.teleop.window import TeleopWindow
+
+        window = TeleopWindow(cfg.view_size, f"robostack teleop: {args.task}")
+    session = TeleopSession(cfg, mapping, device, window)
+    try:
+        logs = session.run()
+    finally:
+        if window is not None:
+            if args.screenshot:
+                window.save(args.screenshot)
+            window.close()
+    print(summary_table(logs, spec.control_rate_hz))
+    timeline = args.timeline or str(Path(args.out).with_suffix("")) + ".timeline.png"
+    plot_timeline(logs, spec.control_rate_hz, timeline, policy=args.policy is not None)
+    print(f"timeline: {timeline}")
+    if args.log:
+        Path(args.log).write_text(json.dumps(session_json(cfg, logs), indent=1))
+    return 0
