@@ -17,7 +17,8 @@ from pathlib import Path
 
 PKG_SHARE = {"robostack_ros": Path(__file__).resolve().parents[1] / "ros_ws" / "src" / "robostack_ros"}
 MODULES = {
-    n: f"robostack.ros.{n}" for n in ("policy_node", "sim_robot_node", "teleop_mux_node", "recorder_node")
+    n: f"robostack.ros.{n}"
+    for n in ("policy_node", "sim_robot_node", "teleop_mux_node", "recorder_node", "teleop_input_node")
 }
 
 

@@ -19,7 +19,8 @@ LAYERS: list[set[str]] = [
     {"eval"},
     {"train"},
     {"algos"},
-    {"bench", "ros", "teleop"},
+    {"bench", "teleop"},
+    {"ros"},
     {"cli"},
 ]
 LAYER = {pkg: i for i, layer in enumerate(LAYERS) for pkg in layer}

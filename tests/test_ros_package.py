@@ -21,7 +21,7 @@ def declared(node_exec: str) -> set[str]:
         from robostack.ros.policy_node import PARAMS
 
         return set(PARAMS)
-    if node_exec in ("sim_robot_node", "teleop_mux_node", "recorder_node"):
+    if node_exec in ("sim_robot_node", "teleop_mux_node", "recorder_node", "teleop_input_node"):
         import importlib
 
         return set(importlib.import_module(f"robostack.ros.{node_exec}").PARAMS)
@@ -37,7 +37,7 @@ def test_colcon_build(tmp_path):
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     inst = ws / "install" / "robostack_ros"
-    for exe in ("policy_node", "sim_robot_node", "teleop_mux_node", "recorder_node"):
+    for exe in ("policy_node", "sim_robot_node", "teleop_mux_node", "recorder_node", "teleop_input_node"):
         assert (inst / "lib" / "robostack_ros" / exe).is_file()
     for f in (
         "launch/robot.launch.xml",
@@ -52,6 +52,9 @@ def test_every_launch_and_yaml_parameter_is_declared():
     checked = 0
     for launch in sorted((PKG / "launch").glob("*.launch.xml")):
         for node in ET.parse(launch).getroot().iter("node"):
+            if node.get("pkg") == "joy":  # the standard joystick driver, started only with with_joy_driver:=true
+                assert node.get("if") == "$(var with_joy_driver)" and not list(node.iter("param"))
+                continue
             assert node.get("pkg") == "robostack_ros"
             names = {p.get("name") for p in node.iter("param") if p.get("name")}
             assert names <= declared(node.get("exec")), (launch.name, names - declared(node.get("exec")))

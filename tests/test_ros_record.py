@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pytest
 import rclpy
-from sensor_msgs.msg import JointState
+from sensor_msgs.msg import JointState, Joy
 from std_msgs.msg import Bool, Float64MultiArray, Header
 from std_srvs.srv import SetBool, Trigger
 
@@ -78,7 +78,7 @@ def test_takeover_recording_and_sigkill(ros, model, tmp_path):
         PKG_SHARE["robostack_ros"] / "launch" / "record.launch.xml",
         {"store": str(store), "with_policy": "true", "model": str(model / "model.onnx")},
     )
-    assert [n.name for n in nodes] == ["policy_node", "teleop_mux_node", "recorder_node"]
+    assert [n.name for n in nodes] == ["teleop_input_node", "policy_node", "teleop_mux_node", "recorder_node"]
     human = ros.node.create_publisher(Float64MultiArray, "/teleop/commands", 10)
     takeover = ros.node.create_publisher(Bool, "/teleop/takeover", 10)
     executed: list[tuple[list[float], bool]] = []
@@ -112,10 +112,10 @@ def test_takeover_recording_and_sigkill(ros, model, tmp_path):
         # second episode, then SIGKILL the recorder mid-episode
         _start_episode(ros, start_srv)
         ros.spin(1.5)
-        procs[2].send_signal(signal.SIGKILL)
-        procs[2].wait(timeout=10)
+        procs[3].send_signal(signal.SIGKILL)
+        procs[3].wait(timeout=10)
     finally:
-        logs = [_stop(p) for p in procs]
+        logs = [_stop(p) for p in procs][1:]
     assert True in flags and False in flags
     assert "human takes over" in logs[1] and "policy back in control" in logs[1], logs[1]
     s = EpisodeStore(store)
@@ -279,3 +279,125 @@ def test_robot_launch_drives_the_sim_robot_and_recording_is_aligned(ros, model, 
         np.testing.assert_array_equal(state, np.asarray(joints[float(t)], np.float32))
     assert _contiguous_in(ep["action"], published), "recorded actions differ from what the policy sent"
     np.testing.assert_array_equal(ep["action"], ep["policy_action"])
+
+
+def test_joystick_takeover_through_input_node_mux_and_recorder(ros, model, tmp_path):
+    """sensor_msgs/Joy -> teleop_input_node (the push gamepad mapping) -> teleop_mux_node -> recorder_node, all real
+    nodes over DDS: the dead-man button takes over, the sticks' mapped command is executed and recorded beside the
+    policy's proposals, releasing it hands back."""
+    from launch_reader import PKG_SHARE, read_launch, start
+
+    store = tmp_path / "joy.zarr"
+    nodes = read_launch(
+        PKG_SHARE["robostack_ros"] / "launch" / "record.launch.xml",
+        {"store": str(store), "with_policy": "true", "model": str(model / "model.onnx")},
+    )
+    joy = ros.node.create_publisher(Joy, "/joy", 10)
+    executed: list[list[float]] = []
+    ros.node.create_subscription(
+        Float64MultiArray,
+        "/forward_velocity_controller/commands",
+        lambda m: executed.append(list(m.data)),
+        10,
+    )
+    start_srv = ros.node.create_client(Trigger, "/recorder_node/start")
+    stop_srv = ros.node.create_client(SetBool, "/recorder_node/stop")
+    procs = start(nodes, {"recorder_node": {"record_on": "decision"}})
+
+    def pad(seconds: float, dead_man: bool, axes: tuple[float, float]) -> None:
+        for _ in range(int(seconds * RATE)):
+            buttons = [0] * 11
+            buttons[4] = int(dead_man)  # LB: the mapping's takeover button
+            joy.publish(Joy(axes=[axes[0], axes[1], 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], buttons=buttons))
+            ros.spin(1.0 / RATE)
+
+    try:
+        assert ros.wait_for(lambda: len(executed) >= 10, 60), "the policy's commands never reached the robot"
+        _start_episode(ros, start_srv)
+        pad(1.0, False, (0.55, -0.55))  # sticks deflected but no dead man: the policy keeps driving
+        pad(1.0, True, (0.55, -0.55))
+        pad(1.0, False, (0.0, 0.0))
+        res = _call(ros, stop_srv, SetBool.Request(data=True))
+        assert res.success and "committed" in res.message, res.message
+    finally:
+        logs = [_stop(p) for p in procs]
+    assert "takeover" in logs[0] and "hand back" in logs[0], logs[0]
+    ep = EpisodeStore(store).read_episode(0)
+    flag = ep["is_intervention"].astype(bool)
+    runs = np.flatnonzero(np.diff(np.r_[0, flag.astype(int), 0]))
+    assert len(runs) == 2, flag  # one takeover span
+    # mapping: index 0 = axis0, index 1 = -axis1, dead zone 0.1 rescaled: (0.55 - 0.1) / 0.9 = 0.5. The switch and
+    # the command travel on two topics, so a step at either edge of the span may see one before the other.
+    inner = flag.sum() - 4
+    np.testing.assert_allclose(ep["action"][flag][2:-2], [[0.5, 0.5]] * inner, atol=1e-6)
+    np.testing.assert_allclose(ep["human_action"][flag][2:-2], [[0.5, 0.5]] * inner, atol=1e-6)
+    np.testing.assert_array_equal(ep["action"][~flag], ep["policy_action"][~flag])
+    assert np.abs(ep["policy_action"][flag]).max() > 0.0  # the policy's proposals kept during the takeover
+
+
+def test_teleop_tool_drives_a_robot_through_ros(ros, model, tmp_path):
+    """`robostack teleop --ros` (its own process, a scripted keyboard) against record.launch.xml: its Joy messages
+    go through the robot's teleop_input_node (gamepad mapping emulated from the keyboard's), the mux and the
+    recorder; its 'next' commits the episode through the recorder's service; its window shows the camera topic."""
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+    from sensor_msgs.msg import Image
+
+    from launch_reader import PKG_SHARE, read_launch, start
+
+    store = tmp_path / "robot.zarr"
+    nodes = read_launch(
+        PKG_SHARE["robostack_ros"] / "launch" / "record.launch.xml",
+        {"store": str(store), "with_policy": "true", "model": str(model / "model.onnx")},
+    )
+    cam = ros.node.create_publisher(Image, "/camera/image_raw", 2)
+    pixels = np.zeros((48, 64, 3), np.uint8)
+    pixels[..., 1] = 200  # a green camera
+    ros.node.create_timer(
+        0.1,
+        lambda: cam.publish(Image(height=48, width=64, encoding="rgb8", step=64 * 3, data=pixels.tobytes())),
+    )
+    script = tmp_path / "op.yaml"
+    script.write_text(yaml.safe_dump({"events": [
+        {"episode": 0, "step": 20, "press": ["left shift", "right"]},
+        {"episode": 0, "step": 40, "release": ["left shift", "right"]},
+        {"episode": 0, "step": 60, "tap": ["n"]},
+    ]}))  # fmt: skip
+    procs = start(nodes, {"recorder_node": {"record_on": "decision"}})
+    executed: list[list[float]] = []
+    ros.node.create_subscription(
+        Float64MultiArray,
+        "/forward_velocity_controller/commands",
+        lambda m: executed.append(list(m.data)),
+        10,
+    )
+    try:
+        assert ros.wait_for(lambda: len(executed) >= 10, 60), "the policy's commands never reached the robot"
+        env = {**os.environ, "SDL_VIDEODRIVER": "dummy"}
+        tool = subprocess.Popen(
+            [sys.executable, "-m", "robostack.cli.main", "teleop", "--ros", "--task", "push", "--device",
+             f"script:{script}", "--episodes", "1", "--show", "--screenshot", str(tmp_path / "shot.png")],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        )  # fmt: skip
+        deadline = time.monotonic() + 90
+        while tool.poll() is None and time.monotonic() < deadline:
+            ros.spin(0.1)
+        out, err = tool.communicate(timeout=5)
+    finally:
+        logs = [_stop(p) for p in procs]
+    assert tool.returncode == 0, err
+    assert "committed" in out, out
+    assert "takeover" in logs[0] and "hand back" in logs[0], logs[0]
+    ep = EpisodeStore(store).read_episode(0)
+    flag = ep["is_intervention"].astype(bool)
+    assert 15 <= flag.sum() <= 25, flag.sum()  # 20 control steps of the operator's (rates differ by a little)
+    inner = flag.sum() - 4  # edges: the switch and the command travel on two topics
+    np.testing.assert_allclose(ep["human_action"][flag][2:-2], [[1.0, 0.0]] * inner, atol=1e-6)
+    np.testing.assert_allclose(ep["action"][flag][2:-2], [[1.0, 0.0]] * inner, atol=1e-6)
+    import imageio.v2 as imageio
+
+    shot = imageio.imread(tmp_path / "shot.png")[..., :3].astype(int)
+    assert (np.abs(shot - [0, 200, 0]).sum(axis=-1) < 10).mean() > 0.2  # the camera's frame fills the view

@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
+
+from robostack.errors import RobostackError
 
 
 def add(sub: argparse._SubParsersAction) -> None:
@@ -17,7 +20,7 @@ def add(sub: argparse._SubParsersAction) -> None:
         "--policy", default=None, help="run, policy folder or .onnx (omit: teleoperated demonstrations)"
     )
     p.add_argument("--device", required=True, help="keyboard | gamepad | spacemouse | script:FILE")
-    p.add_argument("--out", required=True, help="store to create, or to append to")
+    p.add_argument("--out", default=None, help="store to create, or to append to (simulation)")
     p.add_argument("--episodes", type=int, default=10, help="episodes to commit")
     p.add_argument(
         "--seed", type=int, default=None, help="first episode seed (default: after the store's largest)"
@@ -35,7 +38,66 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--log", default=None, help="write the session's per-episode log (JSON)")
     p.add_argument("--screenshot", default=None, help="save the window to this PNG when the session ends")
     p.add_argument("--fsync", action="store_true", help="fsync before every commit (power-loss safe)")
+    r = p.add_argument_group("on a robot (--ros): record.launch.xml runs there; this window drives it")
+    r.add_argument(
+        "--ros", action="store_true", help="operate a robot through ROS 2 instead of the simulator"
+    )
+    r.add_argument(
+        "--camera-topic", action="append", default=None, help="sensor_msgs/Image topic to show (repeat)"
+    )
+    r.add_argument(
+        "--robot-mapping",
+        default=None,
+        help="the robot's gamepad mapping a keyboard emulates (default configs/teleop/<task>_gamepad.yaml)",
+    )
+    r.add_argument(
+        "--recorder", default="/recorder_node", help="recorder node name (its ~/start, ~/stop, ~/discard)"
+    )
+    r.add_argument("--mux", default="/teleop_mux_node", help="teleop mux node name (its ~/is_intervention)")
     p.set_defaults(func=cmd_teleop)
+
+
+def _teleop_ros(args: argparse.Namespace, mapping: Any, action_dim: int) -> int:
+    from robostack.ros.teleop_remote import RemoteConfig, RemoteTeleop
+    from robostack.teleop.devices import open_device
+    from robostack.teleop.mapping import load_mapping
+    from robostack.utils.table import format_table
+
+    if args.policy or args.out:
+        raise RobostackError(
+            "with --ros the policy and the store are the robot's (record.launch.xml): drop --policy/--out"
+        )
+    robot = load_mapping(args.robot_mapping, args.task, "gamepad", action_dim)
+    scripted = args.device.startswith("script:")
+    cfg = RemoteConfig(
+        task=args.task,
+        device=args.device,
+        episodes=args.episodes,
+        camera_topics=args.camera_topic or ["/camera/image_raw"],
+        takeover=args.takeover,
+        window=not scripted or args.show,
+        view_size=args.view_size,
+        recorder=args.recorder,
+        mux=args.mux,
+    )
+    device = open_device(args.device, mapping)
+    window = None
+    if cfg.window:
+        from robostack.teleop.window import TeleopWindow
+
+        window = TeleopWindow(
+            cfg.view_size * len(cfg.camera_topics), cfg.view_size, f"robostack teleop: {args.task} (ROS)"
+        )
+    try:
+        episodes = RemoteTeleop(cfg, mapping, robot, device, window).run()
+    finally:
+        if window is not None:
+            if args.screenshot:
+                window.save(args.screenshot)
+            window.close()
+    rows = [(str(e.index), str(e.steps), str(e.takeovers), e.message) for e in episodes]
+    print(format_table(["episode", "steps", "takeovers", "recorder"], rows))
+    return 0
 
 
 def cmd_teleop(args: argparse.Namespace) -> int:
@@ -49,6 +111,10 @@ def cmd_teleop(args: argparse.Namespace) -> int:
     scripted = args.device.startswith("script:")
     kind = emulated_device(args.device)
     mapping = load_mapping(args.mapping, args.task, kind, int(spec.action.shape[0]))
+    if args.ros:
+        return _teleop_ros(args, mapping, int(spec.action.shape[0]))
+    if args.out is None:
+        raise RobostackError("--out STORE is required (with --ros the robot's recorder writes the store)")
     cfg = TeleopConfig(
         task=args.task,
         device=args.device,
@@ -69,7 +135,7 @@ def cmd_teleop(args: argparse.Namespace) -> int:
     if cfg.window:
         from robostack.teleop.window import TeleopWindow
 
-        window = TeleopWindow(cfg.view_size, f"robostack teleop: {args.task}")
+        window = TeleopWindow(cfg.view_size, cfg.view_size, f"robostack teleop: {args.task}")
     session = TeleopSession(cfg, mapping, device, window)
     try:
         logs = session.run()

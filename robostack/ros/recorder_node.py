@@ -9,7 +9,8 @@ stamp. Without a policy (``record_on: timer``, or ``auto`` when no decision arri
 ``~/start``), it samples the latest message of every topic at ``rate_hz`` (plain teleoperation).
 
 ``~/start`` (std_srvs/Trigger) opens an episode -- the store is created on the first one, with features taken
-from the messages then at hand -- and ``~/stop`` (std_srvs/SetBool, data = success) commits it. Only committed
+from the messages then at hand -- ``~/stop`` (std_srvs/SetBool, data = success) commits it and ``~/discard``
+(std_srvs/Trigger) drops it. Only committed
 episodes are ever visible; a recorder killed mid-episode leaves every earlier episode intact and the store opens
 as before (the store's commit protocol). Store attributes keep the control rate, the topic map and the
 recorder's parameters.
@@ -79,6 +80,7 @@ class RecorderNode(Node):
             self.create_subscription(String, self.p("decision_topic"), self._on_decision, 50)
         self.create_service(Trigger, "~/start", self._on_start)
         self.create_service(SetBool, "~/stop", self._on_stop)
+        self.create_service(Trigger, "~/discard", self._on_discard)
         self.writer: Any = None
         self.recording = False
         self.steps = 0
@@ -189,6 +191,17 @@ class RecorderNode(Node):
         rate = self.steps / max(time.monotonic() - self._t0, 1e-9)
         response.success = True
         response.message = f"episode {index} committed: {self.steps} steps at {rate:.1f} Hz"
+        self.get_logger().info(response.message)
+        return response
+
+    def _on_discard(self, request: Any, response: Any) -> Any:
+        """Drop the open episode (the operator's discard): nothing of it is committed."""
+        if not self.recording:
+            response.success, response.message = False, "not recording"
+            return response
+        self.recording = False
+        self.writer.discard_episode()
+        response.success, response.message = True, f"episode discarded ({self.steps} steps)"
         self.get_logger().info(response.message)
         return response
 

@@ -19,12 +19,12 @@ HUMAN_COLOR = (240, 140, 20)
 
 
 class TeleopWindow:
-    def __init__(self, view_size: int, title: str) -> None:
+    def __init__(self, view_width: int, view_height: int, title: str) -> None:
         self.pg = init_pygame(video=True)
         pg = self.pg
-        self.size = view_size
-        self.width = max(view_size, 480)
-        self.screen = pg.display.set_mode((self.width, view_size + BAR))
+        self.view = (view_width, view_height)
+        self.width = max(view_width, 480)
+        self.screen = pg.display.set_mode((self.width, view_height + BAR))
         pg.display.set_caption(title)
         self.font = pg.font.Font(None, 22)
         self.big = pg.font.Font(None, 30)
@@ -33,8 +33,8 @@ class TeleopWindow:
         pg = self.pg
         self.screen.fill((20, 20, 20))
         surf = pg.surfarray.make_surface(np.ascontiguousarray(frame.transpose(1, 0, 2)))
-        self.screen.blit(surf, ((self.width - self.size) // 2, 0))
-        y = self.size
+        self.screen.blit(surf, ((self.width - frame.shape[1]) // 2, 0))
+        y = self.view[1]
         who, color = ("HUMAN", HUMAN_COLOR) if status.human else ("POLICY", POLICY_COLOR)
         pg.draw.rect(self.screen, color, pg.Rect(0, y, 120, BAR))
         self.screen.blit(self.big.render(who, True, (255, 255, 255)), (12, y + 20))

@@ -28,6 +28,7 @@ setup(
             f"sim_robot_node = {PACKAGE}.sim_robot_node:main",
             f"teleop_mux_node = {PACKAGE}.teleop_mux_node:main",
             f"recorder_node = {PACKAGE}.recorder_node:main",
+            f"teleop_input_node = {PACKAGE}.teleop_input_node:main",
         ]
     },
 )
