@@ -52,7 +52,9 @@ def test_every_launch_and_yaml_parameter_is_declared():
     checked = 0
     for launch in sorted((PKG / "launch").glob("*.launch.xml")):
         for node in ET.parse(launch).getroot().iter("node"):
-            if node.get("pkg") == "joy":  # the standard joystick driver, started only with with_joy_driver:=true
+            if (
+                node.get("pkg") == "joy"
+            ):  # the standard joystick driver, started only with with_joy_driver:=true
                 assert node.get("if") == "$(var with_joy_driver)" and not list(node.iter("param"))
                 continue
             assert node.get("pkg") == "robostack_ros"
