@@ -34,6 +34,9 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--show", action="store_true", help="open the window for a script device too")
     p.add_argument("--realtime", action="store_true", help="pace a script device at the control rate")
     p.add_argument("--view-size", type=int, default=256, help="rendered view, pixels")
+    p.add_argument(
+        "--auto-next", action="store_true", help="start the next episode at once (no wait for 'next')"
+    )
     p.add_argument("--timeline", default=None, help="timeline PNG (default: <out>.timeline.png)")
     p.add_argument("--log", default=None, help="write the session's per-episode log (JSON)")
     p.add_argument("--screenshot", default=None, help="save the window to this PNG when the session ends")
@@ -105,7 +108,7 @@ def cmd_teleop(args: argparse.Namespace) -> int:
     from robostack.teleop.devices import emulated_device, open_device
     from robostack.teleop.mapping import load_mapping
     from robostack.teleop.report import plot_timeline, summary_table
-    from robostack.teleop.session import TeleopConfig, TeleopSession, session_json
+    from robostack.teleop.session import TeleopConfig, TeleopSession, session_json, session_rates
 
     spec = task_spec(args.task)
     scripted = args.device.startswith("script:")
@@ -127,7 +130,7 @@ def cmd_teleop(args: argparse.Namespace) -> int:
         realtime=not scripted or args.realtime,
         window=not scripted or args.show,
         view_size=args.view_size,
-        wait_between_episodes=not scripted,
+        wait_between_episodes=not scripted and not args.auto_next,
         fsync=args.fsync,
     )
     device = open_device(args.device, mapping)  # first: a missing device is the more useful error
@@ -145,9 +148,13 @@ def cmd_teleop(args: argparse.Namespace) -> int:
                 window.save(args.screenshot)
             window.close()
     print(summary_table(logs, spec.control_rate_hz))
+    if cfg.realtime and session.totals["control_steps"]:
+        r = session_rates(session.totals)
+        shown = f", display {r['display_fps']:.1f} fps" if window is not None else ""
+        print(f"control {r['control_hz']:.1f} Hz (task rate {spec.control_rate_hz:g} Hz){shown}")
     timeline = args.timeline or str(Path(args.out).with_suffix("")) + ".timeline.png"
     plot_timeline(logs, spec.control_rate_hz, timeline, policy=args.policy is not None)
     print(f"timeline: {timeline}")
     if args.log:
-        Path(args.log).write_text(json.dumps(session_json(cfg, logs), indent=1))
+        Path(args.log).write_text(json.dumps(session_json(cfg, logs, session.totals), indent=1))
     return 0

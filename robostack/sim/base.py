@@ -99,6 +99,10 @@ class SimTask(gym.Env, ABC):
     def render_frame(self, camera: str | None = None, width: int = 640, height: int = 480) -> np.ndarray:
         raise NotImplementedError(f"task {self.spec_.name} cannot render")
 
+    def view_source(self) -> tuple[mujoco.MjModel, np.ndarray, str]:
+        """(MuJoCo model, its physics state now, the viewer's camera): what ``sim.viewer.ViewThread`` renders."""
+        raise NotImplementedError(f"task {self.spec_.name} has no viewer")
+
     def sim_state_size(self) -> int:
         return int(self.get_sim_state().shape[0])
 

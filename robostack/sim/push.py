@@ -133,6 +133,9 @@ class PushTask(SimTask):
         self._renderer.update_scene(self.data, camera=camera or "top")
         return self._renderer.render().copy()
 
+    def view_source(self) -> tuple[mujoco.MjModel, np.ndarray, str]:
+        return self.model, get_physics_state(self.model, self.data), "top"
+
     def close(self) -> None:
         if self._renderer is not None:
             self._renderer.close()

@@ -240,6 +240,10 @@ class RobosuiteTask(SimTask):
         img = self.env.sim.render(camera_name=cam, width=width, height=height)
         return np.ascontiguousarray(img[::-1])
 
+    def view_source(self) -> tuple[Any, np.ndarray, str]:
+        model = self.env.sim.model._model
+        return model, get_physics_state(model, self.env.sim.data._data), "agentview"
+
     def close(self) -> None:
         self.env.close()
 

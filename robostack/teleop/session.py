@@ -17,8 +17,10 @@ time since the episode's start). Per episode: success (the operator's mark when 
 source ``intervention`` (with a policy) or ``teleop``, quality ``human``, seed. Store attributes: ``teleop`` (device,
 mapping, policy and its fingerprint, control rate, takeover mode) and ``operator_overrides``.
 
-At a takeover the gripper latch starts where the policy's gripper command was (closed above its midpoint), so taking
-over never drops what the robot holds.
+At a takeover the gripper latch starts where the last executed gripper command was (closed above its midpoint), so
+taking over never drops what the robot holds. On a step the human drives, the command goes to the simulator first
+and the policy's proposal is computed after it (from the same observation), so a takeover never waits for
+inference.
 """
 
 from __future__ import annotations
@@ -32,10 +34,12 @@ import numpy as np
 
 from robostack.data.schema import FeatureSpec
 from robostack.errors import RobostackError
+from robostack.sim.viewer import ViewThread
 from robostack.teleop.devices import Device, ScriptDevice
 from robostack.teleop.mapping import TeleopMapping
 
 TAKEOVER_MODES = ("hold", "toggle")
+CATCH_UP_PERIODS = 3
 
 
 @dataclass
@@ -90,7 +94,10 @@ class EpisodeLog:
     human_spans: list[tuple[int, int]] = field(default_factory=list)
     """[start, end) steps the human drove."""
     latencies_s: list[float] = field(default_factory=list)
-    """Device poll to command execution, per step where the device reported an event."""
+    """Device poll to the device's command going to the simulator, per human-driven step where the device reported
+    an event (a script's event, a press)."""
+    frames: int = 0
+    """Frames drawn while the episode ran."""
     takeover_wall_times: list[float] = field(default_factory=list)
     """Wall-clock time (``time.time()``) each takeover's first human command was sent to the simulator: another
     process (a benchmark pressing keys) measures its event-to-command latency against it."""
@@ -188,10 +195,12 @@ class TeleopSession:
         self.control_rate = RateMeter()
         self.display_rate = RateMeter()
         self.quit = False
-        self._render_cost = 0.0
-        if window is not None:  # the first frame sets up the GL context: keep it out of the cost estimate
-            self.task.reset(seed=0)
-            self.task.render_frame(width=cfg.view_size, height=cfg.view_size)
+        self._blit_cost = 0.0
+        self._shown = 0
+        self.viewer = ViewThread(cfg.view_size, cfg.view_size) if window is not None else None
+        self._in_episode = False
+        self.totals = {"control_steps": 0, "frames": 0, "dropped_frames": 0, "episode_seconds": 0.0}
+        """Over every episode's stepping: what ``robostack teleop`` reports as the control and display rates."""
 
     def _open_store(self, kwargs: dict[str, Any]) -> tuple[Any, int]:
         from robostack.data.store import EpisodeStore
@@ -221,38 +230,50 @@ class TeleopSession:
                 ):
                     self._wait_for_next(log, run_index)
         finally:
+            if self.viewer is not None:
+                self.viewer.close()
             self.device.close()
             self.writer.close()
             self.task.close()
         return self.logs
 
     def _pace(self, deadline: float) -> float:
-        """Draw if a frame fits before ``deadline``, then sleep until it; returns the deadline to continue from
-        (moved to now when control fell more than a period behind, so a stall is not followed by a burst)."""
+        """Show the newest rendered frame if there is one and time is left, then sleep until ``deadline``; returns
+        the deadline to continue from (late steps catch up, but after a stall of more than ``CATCH_UP_PERIODS``
+        it moves to now: no long burst)."""
         if not self.cfg.realtime:
             return deadline
-        now = time.perf_counter()
-        if self.window is not None:
-            if deadline - now > self._render_cost:
-                self._draw()  # only when it fits before the next control step: frames drop, control steps never
-            else:
-                self._render_cost *= 0.9  # an estimate inflated by one slow frame recovers
+        if self.viewer is not None:
+            if self.viewer.error is not None:
+                raise RobostackError(f"the viewer failed: {self.viewer.error}")
+            frame, n = self.viewer.latest()
+            if frame is not None and n != self._shown:
+                if deadline - time.perf_counter() > self._blit_cost:
+                    self._draw(frame)  # blit only: rendering happens on the view thread, beside control
+                    self._shown = n
+                    self.totals["frames"] += self._in_episode
+                else:
+                    self._blit_cost *= 0.9  # an estimate inflated by one slow blit recovers
+                    self.totals["dropped_frames"] += self._in_episode
         now = time.perf_counter()
         if deadline > now:
             time.sleep(deadline - now)
             return deadline
         period = 1.0 / self.spec.control_rate_hz
-        return now if now - deadline > period else deadline
+        return now if now - deadline > CATCH_UP_PERIODS * period else deadline
 
-    def _draw(self) -> None:
+    def _draw(self, frame: np.ndarray) -> None:
         t0 = time.perf_counter()
-        frame = self.task.render_frame(width=self.cfg.view_size, height=self.cfg.view_size)
         self.status.control_hz = self.control_rate.hz
         self.status.display_hz = self.display_rate.hz
         self.window.draw(frame, self.status)
         t1 = time.perf_counter()
-        self._render_cost = 0.8 * self._render_cost + 0.2 * (t1 - t0) if self._render_cost else t1 - t0
+        self._blit_cost = 0.8 * self._blit_cost + 0.2 * (t1 - t0)
         self.display_rate.tick(t1)
+
+    def _show_state(self) -> None:
+        if self.viewer is not None:
+            self.viewer.submit(*self.task.view_source())
 
     def _wait_for_next(self, log: EpisodeLog, run_index: int) -> None:
         key = self.mapping.controls.get("next")
@@ -285,6 +306,7 @@ class TeleopSession:
         self.next_seed += 1
         log = EpisodeLog(run_index, seed)
         obs, _ = self.task.reset(seed=seed)
+        self._show_state()
         if policy is not None:
             policy.reset()
             torch.manual_seed(seed)
@@ -298,11 +320,15 @@ class TeleopSession:
         paused = False
         prev: frozenset[str] = frozenset()
         pending: dict[str, Any] | None = None
+        last_executed: np.ndarray | None = None
         success = False
         end = "time"
         period = 1.0 / self.spec.control_rate_hz
         deadline = time.perf_counter()
         step = 0
+        t_start = time.perf_counter()
+        frames_before = self.totals["frames"]
+        self._in_episode = True
         while step < self.spec.max_steps:
             deadline += period
             t_poll = time.perf_counter()
@@ -340,19 +366,18 @@ class TeleopSession:
                 human = not human
             grip = self.mapping.gripper
             policy_action = None
-            if policy is not None:
-                if was_human and not human:
+            frame = {f"obs/{k}": v for k, v in obs.items()}
+            if policy is not None and not human:
+                if was_human:
                     policy.drop_pending()
-                policy_action = np.asarray(
-                    policy.select_action({f"obs/{k}": v for k, v in obs.items()}), np.float32
-                )
-                if human and not was_human:
-                    log.takeovers += 1
-                    log.human_spans.append((step, step))
-                    if log.first_takeover_step is None:
-                        log.first_takeover_step = step
-                    if grip is not None:
-                        gripper_closed = bool(policy_action[grip.index] > 0.5 * (grip.closed + grip.open))
+                policy_action = np.asarray(policy.select_action(frame), np.float32)
+            if policy is not None and human and not was_human:
+                log.takeovers += 1
+                log.human_spans.append((step, step))
+                if log.first_takeover_step is None:
+                    log.first_takeover_step = step
+                if grip is not None and last_executed is not None:
+                    gripper_closed = bool(last_executed[grip.index] > 0.5 * (grip.closed + grip.open))
             if grip is not None and grip.button in pressed:
                 gripper_closed = not gripper_closed
             human_action = self.mapping.command(state, gripper_closed, self.dim)
@@ -363,11 +388,9 @@ class TeleopSession:
                 )
             if pending is not None:
                 self.writer.add_step(pending)
-            row: dict[str, Any] = {f"obs/{k}": v for k, v in obs.items()}
+            row: dict[str, Any] = dict(frame)
             row["sim_state"] = self.task.get_sim_state()
             row["action"] = executed
-            if policy is not None:
-                row["policy_action"] = policy_action
             row["human_action"] = human_action
             row["is_intervention"] = np.bool_(human and policy is not None)
             if human:
@@ -375,17 +398,25 @@ class TeleopSession:
                 if log.human_spans:
                     log.human_spans[-1] = (log.human_spans[-1][0], step + 1)
             t_exec = time.perf_counter()
-            if (
+            if human and (
                 isinstance(self.device, ScriptDevice)
                 and self.device.event_times
                 and self.device.event_times[-1][:2] == (run_index, step)
             ):
                 log.latencies_s.append(t_exec - self.device.event_times[-1][2])
-            elif pressed:
+            elif human and pressed:
                 log.latencies_s.append(t_exec - t_poll)
             if human and policy is not None and log.human_spans and log.human_spans[-1][0] == step:
                 log.takeover_wall_times.append(time.time())
             obs, reward, terminated, truncated, info = self.task.step(executed)
+            self._show_state()
+            last_executed = executed
+            if (
+                policy is not None and human
+            ):  # after the human's command went out: it never waits for inference
+                policy_action = np.asarray(policy.select_action(frame), np.float32)
+            if policy is not None:
+                row["policy_action"] = policy_action
             truncated = bool(truncated or (step == self.spec.max_steps - 1 and not terminated))
             success = success or bool(info.get("success", terminated))
             row.update(
@@ -403,6 +434,10 @@ class TeleopSession:
                 break
             deadline = self._pace(deadline)
         log.steps = step
+        self._in_episode = False
+        self.totals["control_steps"] += step
+        self.totals["episode_seconds"] += time.perf_counter() - t_start
+        log.frames = self.totals["frames"] - frames_before
         log.task_success = success
         log.success = success if log.override is None else log.override
         if end in ("discard", "quit") or pending is None:
@@ -435,5 +470,16 @@ class TeleopSession:
         return log
 
 
-def session_json(cfg: TeleopConfig, logs: list[EpisodeLog]) -> dict[str, Any]:
-    return {"config": asdict(cfg), "episodes": [asdict(e) for e in logs]}
+def session_rates(totals: dict[str, float]) -> dict[str, float]:
+    """Control steps and drawn frames per second over the time episodes ran (waits between episodes excluded)."""
+    t = max(totals["episode_seconds"], 1e-9)
+    return {"control_hz": totals["control_steps"] / t, "display_fps": totals["frames"] / t}
+
+
+def session_json(cfg: TeleopConfig, logs: list[EpisodeLog], totals: dict[str, float]) -> dict[str, Any]:
+    return {
+        "config": asdict(cfg),
+        "totals": totals,
+        "rates": session_rates(totals),
+        "episodes": [asdict(e) for e in logs],
+    }
