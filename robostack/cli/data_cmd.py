@@ -42,17 +42,23 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--plot", default=None, help="PNG of each store's tool paths")
     p.set_defaults(func=cmd_quality)
 
-    p = dsub.add_parser("import", help="convert a robomimic HDF5 or Diffusion Policy zarr store")
+    p = dsub.add_parser(
+        "import", help="convert a robomimic HDF5, Diffusion Policy zarr or LeRobot v3 dataset"
+    )
     p.add_argument("src")
     p.add_argument("dst")
-    p.add_argument("--from", dest="fmt", required=True, choices=["robomimic", "diffusion-policy"])
+    p.add_argument("--from", dest="fmt", required=True, choices=["robomimic", "diffusion-policy", "lerobot"])
+    p.add_argument("--repo-id", default=None, help="LeRobot dataset name (default local/<folder name>)")
     p.add_argument("--control-rate", type=float, default=10.0, help="Hz, for formats that do not record it")
     p.set_defaults(func=cmd_import)
 
-    p = dsub.add_parser("export", help="write a store as robomimic HDF5 or Diffusion Policy zarr v2")
+    p = dsub.add_parser(
+        "export", help="write a store as robomimic HDF5, Diffusion Policy zarr v2 or LeRobot v3"
+    )
     p.add_argument("src")
     p.add_argument("dst")
-    p.add_argument("--to", dest="fmt", required=True, choices=["robomimic", "diffusion-policy"])
+    p.add_argument("--to", dest="fmt", required=True, choices=["robomimic", "diffusion-policy", "lerobot"])
+    p.add_argument("--repo-id", default=None, help="LeRobot dataset name (default local/<folder name>)")
     p.set_defaults(func=cmd_export)
 
 
@@ -118,6 +124,10 @@ def cmd_import(args: argparse.Namespace) -> int:
         from robostack.data.robomimic_io import import_robomimic
 
         n = import_robomimic(args.src, args.dst)
+    elif args.fmt == "lerobot":
+        from robostack.data.lerobot_io import import_lerobot
+
+        n, _ = import_lerobot(args.src, args.dst, args.repo_id)
     else:
         from robostack.data.diffusion_policy_io import import_diffusion_policy
 
@@ -131,6 +141,10 @@ def cmd_export(args: argparse.Namespace) -> int:
         from robostack.data.robomimic_io import export_robomimic
 
         n = export_robomimic(args.src, args.dst)
+    elif args.fmt == "lerobot":
+        from robostack.data.lerobot_io import export_lerobot
+
+        n = export_lerobot(args.src, args.dst, args.repo_id)
     else:
         from robostack.data.diffusion_policy_io import export_diffusion_policy
 

@@ -327,7 +327,10 @@ class TeleopSession:
         deadline = time.perf_counter()
         step = 0
         t_start = time.perf_counter()
-        self.control_rate, self.display_rate = RateMeter(), RateMeter()  # rates of this episode, not of the wait
+        self.control_rate, self.display_rate = (
+            RateMeter(),
+            RateMeter(),
+        )  # rates of this episode, not of the wait
         frames_before = self.totals["frames"]
         self._in_episode = True
         while step < self.spec.max_steps:
