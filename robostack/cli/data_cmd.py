@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from robostack.errors import RobostackError
+
 
 def add(sub: argparse._SubParsersAction) -> None:
     data = sub.add_parser("data", help="inspect, check, merge and convert episode stores")
@@ -47,8 +49,19 @@ def add(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("src")
     p.add_argument("dst")
-    p.add_argument("--from", dest="fmt", required=True, choices=["robomimic", "diffusion-policy", "lerobot"])
+    p.add_argument(
+        "--from", dest="fmt", required=True, choices=["robomimic", "diffusion-policy", "lerobot", "rosbag2"]
+    )
     p.add_argument("--repo-id", default=None, help="LeRobot dataset name (default local/<folder name>)")
+    p.add_argument("--topic-map", default=None, help="rosbag2: the policy node's topic map YAML")
+    p.add_argument("--rate", type=float, default=20.0, help="rosbag2: control rate to resample to, Hz")
+    p.add_argument(
+        "--episodes-from", default=None, help="rosbag2: std_msgs/Bool topic, True while an episode runs"
+    )
+    p.add_argument(
+        "--max-age", type=float, default=None, help="rosbag2: drop steps with an input older than S s"
+    )
+    p.add_argument("--task", default="", help="rosbag2: task name of the episodes")
     p.add_argument("--control-rate", type=float, default=10.0, help="Hz, for formats that do not record it")
     p.set_defaults(func=cmd_import)
 
@@ -57,8 +70,13 @@ def add(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("src")
     p.add_argument("dst")
-    p.add_argument("--to", dest="fmt", required=True, choices=["robomimic", "diffusion-policy", "lerobot"])
+    p.add_argument(
+        "--to", dest="fmt", required=True, choices=["robomimic", "diffusion-policy", "lerobot", "rosbag2"]
+    )
     p.add_argument("--repo-id", default=None, help="LeRobot dataset name (default local/<folder name>)")
+    p.add_argument(
+        "--topic-map", default=None, help="rosbag2: topic map YAML naming each observation's topic"
+    )
     p.set_defaults(func=cmd_export)
 
 
@@ -128,6 +146,19 @@ def cmd_import(args: argparse.Namespace) -> int:
         from robostack.data.lerobot_io import import_lerobot
 
         n, _ = import_lerobot(args.src, args.dst, args.repo_id)
+    elif args.fmt == "rosbag2":
+        from robostack.ros.bag_io import import_rosbag
+
+        if not args.topic_map:
+            raise RobostackError("--from rosbag2 needs --topic-map MAP.yaml (the policy node's)")
+        r = import_rosbag(args.src, args.dst, args.topic_map, args.rate, args.episodes_from, args.max_age,
+                          task=args.task)  # fmt: skip
+        ages = ", ".join(f"{k} {1e3 * v:.1f} ms" for k, v in r.max_age_s.items())
+        print(
+            f"resampled {r.steps} steps at {args.rate:g} Hz; oldest input per key: {ages}"
+            + (f"; dropped {r.dropped} steps older than {args.max_age} s" if args.max_age is not None else "")
+        )
+        n = r.episodes
     else:
         from robostack.data.diffusion_policy_io import import_diffusion_policy
 
@@ -145,6 +176,12 @@ def cmd_export(args: argparse.Namespace) -> int:
         from robostack.data.lerobot_io import export_lerobot
 
         n = export_lerobot(args.src, args.dst, args.repo_id)
+    elif args.fmt == "rosbag2":
+        from robostack.ros.bag_io import export_rosbag
+
+        if not args.topic_map:
+            raise RobostackError("--to rosbag2 needs --topic-map MAP.yaml")
+        n = export_rosbag(args.src, args.dst, args.topic_map)
     else:
         from robostack.data.diffusion_policy_io import export_diffusion_policy
 
