@@ -201,7 +201,7 @@ def import_rosbag(
                 ok &= fresh
             if not ok.any():
                 continue
-            for k, (i, a) in idx.items():
+            for k, (_, a) in idx.items():
                 worst[k] = max(worst[k], float(a[ok].max()))
             ep = {
                 k: np.stack([series[k].values[j] for j in i[ok]]).astype(specs[k].dtype)
