@@ -44,6 +44,12 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--plot", default=None, help="PNG of each store's tool paths")
     p.set_defaults(func=cmd_quality)
 
+    p = dsub.add_parser("view", help="open an episode in the Rerun viewer (or --save a .rrd recording)")
+    p.add_argument("path")
+    p.add_argument("--episode", type=int, default=0)
+    p.add_argument("--save", default=None, help="write a .rrd recording instead of opening the viewer")
+    p.set_defaults(func=cmd_view)
+
     p = dsub.add_parser(
         "import", help="convert a robomimic HDF5, Diffusion Policy zarr or LeRobot v3 dataset"
     )
@@ -97,6 +103,21 @@ def cmd_quality(args: argparse.Namespace) -> int:
         plot_paths(args.stores, args.plot)
         if not args.json:
             print(f"paths: {args.plot}")
+    return 0
+
+
+def cmd_view(args: argparse.Namespace) -> int:
+    from robostack.data.store import EpisodeStore
+    from robostack.data.view import view_episode
+
+    store_episodes = EpisodeStore(args.path).n_episodes
+    if not 0 <= args.episode < store_episodes:
+        raise RobostackError(f"{args.path}: episode {args.episode} out of range (store has {store_episodes})")
+    n = view_episode(args.path, args.episode, args.save)
+    print(
+        f"episode {args.episode}: {n} steps "
+        + (f"saved to {args.save}" if args.save else "sent to the viewer")
+    )
     return 0
 
 
