@@ -204,7 +204,7 @@ def import_rosbag(
             for k, (_, a) in idx.items():
                 worst[k] = max(worst[k], float(a[ok].max()))
             ep = {
-                k: np.stack([series[k].values[j] for j in i[ok]]).astype(specs[k].dtype)
+                k: np.stack([series[k].values[j] for j in i[ok]]).astype(specs[k].dtype, copy=False)
                 for k, (i, _) in idx.items()
             }
             if flags[2]:
