@@ -99,6 +99,12 @@ def test_import_keeps_every_array(tmp_path, lerobot_dataset):
         err.mean(),
     )  # and the frames are the right ones, not neighbours
     assert [e.success for e in s.episodes()] == [True, False, True]
+    # a team's dataset trains a policy (camera included) and the policy exports
+    run = tmp_path / "run"
+    proc = run_cli("train", "--policy", "gaussian", "--data", out, "--out", run, "--steps", "2", "--eval.episodes=0",
+                   "--policy.horizon=1", "--policy.n_action_steps=1", "--optim.batch_size=4")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert run_cli("export", "--policy", run, "--out", tmp_path / "m.onnx").returncode == 0
 
 
 def test_export_loads_in_lerobot_with_equal_arrays(tmp_path, lerobot_dataset):

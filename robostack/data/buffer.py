@@ -76,7 +76,11 @@ def load_buffer(
     episodes = store.episodes()
     chosen = (episode_filter or EpisodeFilter()).select(episodes)
     if not chosen:
-        raise StoreError(f"{store.path}: no episode matches the filter ({len(episodes)} in the store)")
+        n_ok = sum(e.success for e in episodes)
+        raise StoreError(
+            f"{store.path}: no episode matches the filter ({len(episodes)} in the store, {n_ok} marked successful;"
+            " training takes successful ones unless --data.success_only=false)"
+        )
     lengths = np.array([e.length for e in chosen], np.int64)
     if len(chosen) == len(episodes):
         data = {k: store.read(k) for k in keys}
