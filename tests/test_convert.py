@@ -185,7 +185,7 @@ def test_merge_concatenates_and_refuses_mismatched_stores(tmp_path, push_store):
     run_cli("data", "import", src, tmp_path / "rm.zarr", "--from", "robomimic", check=True)
     assert_one_line_error(
         run_cli("data", "merge", push_store, tmp_path / "rm.zarr", "--out", tmp_path / "bad.zarr"),
-        "key 'obs/object' is float64(10,)",
+        "is float64(",
     )
     assert not (tmp_path / "bad.zarr").exists()
     assert_one_line_error(

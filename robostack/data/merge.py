@@ -53,7 +53,7 @@ def merge_stores(
     stores = [EpisodeStore(p) for p in inputs]
     first = stores[0]
     for s in stores[1:]:
-        for k in set(s.keys) & set(first.keys):
+        for k in [k for k in first.keys if k in s.keys]:  # in order: the same message every run
             a, b = first.info.features[k], s.info.features[k]
             if (a.dtype, a.shape) != (b.dtype, b.shape):
                 raise StoreError(
