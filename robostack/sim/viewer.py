@@ -3,11 +3,13 @@
 ``SimTask.view_source()`` gives (MuJoCo model, physics state, camera); ``ViewThread`` keeps its own ``MjData`` per
 model and its own renderer (its GL context lives on the thread), renders the latest submitted state and drops
 the states it could not get to. MuJoCo releases the GIL while it renders, so on a machine with a spare core the
-control loop runs at full rate while frames are drawn beside it.
+control loop runs at full rate while frames are drawn beside it. A viewer's frames skip multisampling, shadows,
+reflections and the skybox, and a software GL renders on one thread: cheap frames, a core left for control.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any
 
@@ -41,6 +43,8 @@ class ViewThread:
             return self._frame, self.frames
 
     def _run(self) -> None:
+        # A software GL (llvmpipe, no GPU) renders with one thread per core by default: keep one core for control.
+        os.environ.setdefault("LP_NUM_THREADS", "1")
         import mujoco
 
         renderer = data = model = None
@@ -56,8 +60,13 @@ class ViewThread:
                 if m is not model:  # a rebuilt model (robosuite's hard resets): new data and renderer
                     if renderer is not None:
                         renderer.close()
+                    # a viewer's frame need not be pretty: no multisampling (visual only, physics unchanged)
+                    m.vis.quality.offsamples = 0
                     model, data = m, mujoco.MjData(m)
                     renderer = mujoco.Renderer(m, self.height, self.width)
+                    for flag in (mujoco.mjtRndFlag.mjRND_REFLECTION, mujoco.mjtRndFlag.mjRND_SHADOW,
+                                 mujoco.mjtRndFlag.mjRND_SKYBOX):  # fmt: skip
+                        renderer.scene.flags[flag] = False
                 set_physics_state(model, data, state)
                 renderer.update_scene(data, camera=camera)
                 frame = renderer.render().copy()
