@@ -166,6 +166,13 @@ def test_import_resamples_by_stamp_and_splits_episodes(tmp_path, bag):
         np.testing.assert_array_equal(d["is_intervention"], newest(sent["flag"], grid))
         np.testing.assert_allclose(d["timestamp"], grid - grid[0], atol=1e-9)
     assert s.read("is_intervention").any()
+    # the robot's bag trains a policy on the topic map's observations, and the policy goes back out as a model
+    run = tmp_path / "run"
+    proc = run_cli("train", "--policy", "gaussian", "--data", out, "--out", run, "--steps", "2", "--eval.episodes=0",
+                   "--data.success_only=false", "--policy.horizon=1", "--policy.n_action_steps=1",
+                   "--policy.obs_keys=[obs/state,obs/ee]", "--optim.batch_size=4")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert run_cli("export", "--policy", run, "--out", tmp_path / "m.onnx").returncode == 0
 
 
 def test_max_age_drops_stale_steps(tmp_path, bag):
