@@ -83,11 +83,8 @@ class TeleopInputNode(Node):
 
     def _check(self, msg: Joy) -> None:
         """Once: every input the mapping names exists on this joystick."""
-        for name in self.mapping.inputs:
-            kind, n = ("axes", name[4:]) if name.startswith("axis") else ("buttons", name[6:])
-            have = len(msg.axes) if kind == "axes" else len(msg.buttons)
-            if int(n) >= have:
-                self.get_logger().error(f"{self.mapping.path}: {name}: the joystick reports {have} {kind}")
+        for problem in self.mapping.missing_gamepad_inputs(len(msg.axes), len(msg.buttons)):
+            self.get_logger().error(f"{self.mapping.path}: {problem} (as its Joy messages report)")
         self._checked = True
 
     def _on_joy(self, msg: Joy) -> None:

@@ -23,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from robostack.errors import RobostackError
+from robostack.errors import RobostackError, SpecError
+from robostack.ros.topic_map import ObsSource, to_array
 from robostack.teleop.devices import Device, ScriptDevice
 from robostack.teleop.mapping import DeviceState, TeleopMapping
 from robostack.teleop.session import RateMeter, Status
@@ -114,11 +115,10 @@ class RemoteTeleop:
         self.warned: set[int] = set()
 
     def _on_image(self, topic: str, msg: Any) -> None:
-        if msg.encoding not in ("rgb8", "bgr8"):
+        try:
+            self.frames[topic] = to_array(ObsSource(topic, topic, "image"), msg)
+        except SpecError:  # an encoding the window cannot show: keep the last frame
             return
-        img = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.step)[:, : msg.width * 3]
-        img = img.reshape(msg.height, msg.width, 3)
-        self.frames[topic] = img[..., ::-1] if msg.encoding == "bgr8" else img
 
     def _on_flag(self, msg: Any) -> None:
         self.mux_human = bool(msg.data)

@@ -192,11 +192,9 @@ class GamepadDevice(Device):
         self.name = self.joy.get_name()
 
     def check(self, mapping: TeleopMapping) -> None:
-        for name in mapping.inputs:
-            kind, n = ("axis", name[4:]) if name.startswith("axis") else ("button", name[6:])
-            have = self.joy.get_numaxes() if kind == "axis" else self.joy.get_numbuttons()
-            if int(n) >= have:
-                raise RobostackError(f"{mapping.path}: {name}: the gamepad '{self.name}' has {have} {kind}s")
+        bad = mapping.missing_gamepad_inputs(self.joy.get_numaxes(), self.joy.get_numbuttons())
+        if bad:
+            raise RobostackError(f"{mapping.path}: {bad[0]} (gamepad '{self.name}')")
 
     def poll(self, episode: int, step: int) -> DeviceState:
         self.pg.event.pump()

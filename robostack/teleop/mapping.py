@@ -90,6 +90,17 @@ class TeleopMapping:
             out.add(self.gripper.button)
         return out
 
+    def missing_gamepad_inputs(self, n_axes: int, n_buttons: int) -> list[str]:
+        """``axisN`` / ``buttonN`` names this (gamepad) mapping uses that a pad with these counts does not have."""
+        out = []
+        for name in sorted(self.inputs):
+            kind, n, have = (
+                ("axes", name[4:], n_axes) if name.startswith("axis") else ("buttons", name[6:], n_buttons)
+            )
+            if int(n) >= have:
+                out.append(f"{name}: the pad has {have} {kind}")
+        return out
+
     def command(self, state: DeviceState, gripper_closed: bool, action_dim: int) -> np.ndarray:
         """The action the device commands in ``state`` (elements no binding drives are 0)."""
         a = np.zeros(action_dim, np.float32)
