@@ -139,6 +139,7 @@ def iter_train(
         cfg.data.path,
         cfg.policy.get("obs_keys"),
         EpisodeFilter(success=True if cfg.data.success_only else None, max_episodes=cfg.data.max_episodes),
+        cfg.data.action_stats,
     )
     bc = BehaviourCloning(cfg, data, ranks)
     rng = np.random.default_rng([cfg.seed, ranks.rank])

@@ -21,10 +21,12 @@ class RegistryChoices:
 
 
 def policy_families() -> RegistryChoices:
+    """The families ``robostack train`` can train."""
+
     def names() -> list[str]:
         from robostack.policies.registry import policy_names
 
-        return policy_names()
+        return policy_names(trainable_only=True)
 
     return RegistryChoices(names)
 

@@ -21,6 +21,7 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     from robostack.cli import (
         bench_cmd,
+        compose_cmd,
         data_cmd,
         export_cmd,
         finetune_cmd,
@@ -39,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     train_cmd.add(sub)
     finetune_cmd.add(sub)
     generate_cmd.add(sub)
+    compose_cmd.add(sub)
     export_cmd.add(sub)
     bench_cmd.add(sub)
     teleop_cmd.add(sub)

@@ -136,6 +136,8 @@ class Policy(nn.Module, ABC):
     config: PolicyConfig
     family: ClassVar[str] = ""
     """Registered name, set by ``register_policy``."""
+    trainable: ClassVar[bool] = True
+    """False for families built from other trained policies (``composed``): ``robostack train`` does not offer them."""
     takes_noise: ClassVar[bool] = True
     """The sampler starts from a noise sample of ``noise_shape`` per batch element, which exported graphs take as an
     input (so a model and its PyTorch policy can be compared exactly); False for one-shot policies."""

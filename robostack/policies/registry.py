@@ -40,9 +40,10 @@ def _discover() -> None:
         import_plugins("robostack.policies.families", ENTRY_POINT_GROUP)
 
 
-def policy_names() -> list[str]:
+def policy_names(trainable_only: bool = False) -> list[str]:
+    """Registered families; ``trainable_only`` leaves out those built from other policies (e.g. ``composed``)."""
     _discover()
-    return sorted(_FAMILIES)
+    return sorted(n for n, (cls, _) in _FAMILIES.items() if not trainable_only or cls.trainable)
 
 
 def policy_classes(name: str) -> tuple[type, type]:

@@ -18,6 +18,14 @@ class DataConfig:
     """Use at most this many episodes (after filtering), in store order."""
     val_fraction: float = 0.05
     """Share of episodes held out for the validation loss (split per episode, seeded)."""
+    action_stats: str = "data"
+    """Action normalisation range: ``data`` (min/max of the demonstrated actions, Diffusion Policy's default) or
+    ``bounds`` (the task's action bounds): policies trained on different data share ``bounds``, so they can be
+    composed (GPC) on one noisy action sample."""
+
+    def __post_init__(self) -> None:
+        if self.action_stats not in ("data", "bounds"):
+            raise RobostackError(f"data.action_stats must be 'data' or 'bounds', got '{self.action_stats}'")
 
 
 @dataclass

@@ -29,16 +29,24 @@ class TrainingData:
     spec: PolicySpec
 
 
-def load_store_for_policy(path: str, obs_keys: list[str] | None, episodes: EpisodeFilter) -> TrainingData:
+def load_store_for_policy(
+    path: str, obs_keys: list[str] | None, episodes: EpisodeFilter, action_stats: str = "data"
+) -> TrainingData:
     """The observations ``obs_keys`` (default: every ``obs/`` key of the store) and ``action`` of the episodes
-    ``episodes`` selects, with statistics and the spec a policy trained on them will carry."""
+    ``episodes`` selects, with statistics and the spec a policy trained on them will carry; ``action_stats="bounds"``
+    normalises actions by the spec's bounds instead of the data's range."""
     store = EpisodeStore(path)
     keys = list(obs_keys or [k for k in store.keys if k.startswith("obs/")])
     missing = [k for k in [*keys, "action"] if k not in store.keys]
     if missing:
         raise StoreError(f"{store.path}: missing key(s) {', '.join(missing)} that the policy config needs")
     buf, stats = load_training_data(store, [*keys, "action"], episodes)
-    return TrainingData(store, keys, buf, stats, make_spec(store, keys, stats))
+    spec = make_spec(store, keys, stats)
+    if action_stats == "bounds":
+        a = stats["action"]
+        lo, hi = np.asarray(spec.action_low, np.float64), np.asarray(spec.action_high, np.float64)
+        stats["action"] = KeyStats(min=lo, max=hi, mean=a.mean, std=a.std, count=a.count)
+    return TrainingData(store, keys, buf, stats, spec)
 
 
 def load_training_data(
