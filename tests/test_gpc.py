@@ -307,3 +307,20 @@ def test_bad_compose_input_is_one_line(tmp_path, push_parents, push_store):
         "policy",
     )  # fmt: skip
     assert not (tmp_path / "x").exists()
+
+
+def test_composite_deploys_through_onnx_in_the_ros_closed_loop(tmp_path, push_parents):
+    """compose -> export -> the ROS policy node driving the simulated robot (real rclpy processes)."""
+    d, f = push_parents["diffusion"], push_parents["flow"]
+    run_cli(
+        "compose", "--policy", d, "--policy", f, "--weights", "0.6,0.4", "--out", tmp_path / "c", check=True
+    )
+    proc = run_cli("export", "--policy", tmp_path / "c", "--out", tmp_path / "c.onnx")
+    assert proc.returncode == 0, proc.stderr
+    assert read_model_meta(tmp_path / "c.onnx").policy_config["weights"] == [0.6, 0.4]
+    proc = run_cli(
+        "eval", "--policy", tmp_path / "c.onnx", "--task", "push", "--episodes", "2", "--ros", "--json"
+    )
+    assert proc.returncode == 0, proc.stderr
+    res = json.loads(proc.stdout)
+    assert res["episodes"] == 2 and res["policy_status"]["commands"] > 0

@@ -118,6 +118,8 @@ def run_search(cfg: SearchConfig, progress: bool = True) -> dict[str, Any]:
     save_composite(policy, stats, prov, work)
     t0 = time.perf_counter()
     swept = evaluate_weightings(work, cfg.task, grid, search_seeds, cfg.workers, progress=progress)
+    print(f"weight search: {len(grid)} weightings x {len(search_seeds)} selection seeds in "
+          f"{time.perf_counter() - t0:.0f} s")  # fmt: skip
     best = choose(swept)
     search_seconds = time.perf_counter() - t0
     policy.set_weights(grid[best])
@@ -127,7 +129,10 @@ def run_search(cfg: SearchConfig, progress: bool = True) -> dict[str, Any]:
     t1 = time.perf_counter()
     test_rows = []
     for i, parent in enumerate(cfg.policies):
-        r = evaluate(parent, cfg.task, len(test_seeds), cfg.workers, test_seeds[0], progress=progress)
+        r = evaluate(
+            parent, cfg.task, len(test_seeds), cfg.workers, test_seeds[0], progress=progress,
+            n_action_steps=cfg.n_action_steps,
+        )  # fmt: skip
         test_rows.append(_row(f"parent {i}: {Path(parent).name} ({prov['composition']['families'][i]})", r))
     r = evaluate(final, cfg.task, len(test_seeds), cfg.workers, test_seeds[0], progress=progress)
     test_rows.append(_row(f"composite {grid[best]}", r))

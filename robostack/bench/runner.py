@@ -47,6 +47,13 @@ def load_suite(name_or_path: str) -> dict[str, Any]:
             raise RobostackError(
                 f"{p}: run '{r['name']}' trains side by side with unknown run '{r['side_by_side']}'"
             )
+    for c in suite.get("compose") or []:
+        unknown = [n for n in c.get("parents", []) if n not in names]
+        if len(c.get("parents", [])) < 2 or unknown or "task" not in c:
+            raise RobostackError(
+                f"{p}: compose entry '{c.get('name')}' needs a task and two or more parents among the suite's runs"
+                + (f" (unknown: {', '.join(unknown)})" if unknown else "")
+            )
     return suite
 
 
@@ -237,6 +244,12 @@ def run_suite(
             results.extend(run_side_by_side(run, partner, out_dir, eval_workers, chunk))
             done.add(partner["name"])
         write_report(suite.get("name", name), results, out_dir)
+    if suite.get("compose"):
+        from robostack.bench.gpc_suite import run_compositions, write_gpc_report
+
+        reports = run_compositions(suite["compose"], out_dir, eval_workers, only)
+        if reports:
+            print(f"GPC report: {write_gpc_report(reports, out_dir)}")
     return results
 
 
