@@ -27,7 +27,9 @@ def add(sub: argparse._SubParsersAction) -> None:
         metavar="FAMILY",
         help="policy family: %(choices)s (or policy.type in --config)",
     )
-    p.add_argument("--data", help="episode store (or data.path in --config)")
+    p.add_argument(
+        "--data", action="append", help="episode store (or data.path in --config); iql/famo2o: repeatable"
+    )
     p.add_argument("--out", required=True, help="run folder")
     p.add_argument("--config", help="YAML config file (see configs/)")
     p.add_argument("--steps", type=int)
@@ -82,6 +84,7 @@ def resolve_train_config(args: argparse.Namespace, overrides: list[str]):
     """The algorithm's typed config: --config file (or the run's own on --resume), then flags, then overrides."""
     from robostack.algos.registry import get_algorithm
     from robostack.config import apply_overrides, from_dict, load_yaml
+    from robostack.errors import RobostackError
 
     data = load_yaml(args.config) if args.config else {}
     if args.resume and not args.config and (Path(args.out) / "config.yaml").exists():
@@ -91,7 +94,13 @@ def resolve_train_config(args: argparse.Namespace, overrides: list[str]):
     if args.policy:
         data["policy"]["type"] = args.policy
     if args.data:
-        data["data"]["path"] = args.data
+        data["data"]["path"] = args.data[0]
+        if len(args.data) > 1:
+            if args.algo == "bc":
+                raise RobostackError(
+                    "--algo bc trains on one store (combine stores with robostack data merge)"
+                )
+            data["data"]["more"] = list(args.data[1:])
     for name in ("steps", "device", "seed"):
         if getattr(args, name) is not None:
             data[name] = getattr(args, name)

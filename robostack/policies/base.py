@@ -136,6 +136,9 @@ class Policy(nn.Module, ABC):
     config: PolicyConfig
     family: ClassVar[str] = ""
     """Registered name, set by ``register_policy``."""
+    extra_outputs: ClassVar[tuple[str, ...]] = ()
+    """Names of outputs an exported graph returns after the action (e.g. FamO2O's beta), for logging; runtimes read
+    the action by name and ignore them."""
     trainable: ClassVar[bool] = True
     """False for families built from other trained policies (``composed``): ``robostack train`` does not offer them."""
     takes_noise: ClassVar[bool] = True
