@@ -54,9 +54,9 @@ class FamO2OLearner:
         self.universal_params = [*p.trunk.parameters(), *p.mean.parameters(), *p.log_std.parameters()]
         balance_params = [*p.balance_trunk.parameters(), *p.balance_mean.parameters(),
                           *p.balance_log_std.parameters()]  # fmt: skip
-        self.actor_opt = torch.optim.Adam(self.universal_params, lr=cfg.actor_lr)
+        self.actor_opt = torch.optim.Adam(self.universal_params, lr=cfg.actor_lr, fused=True)
         self.actor_sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.actor_opt, max(offline_steps, 1))
-        self.balance_opt = torch.optim.Adam(balance_params, lr=balance.lr)
+        self.balance_opt = torch.optim.Adam(balance_params, lr=balance.lr, fused=True)
         self.temperature = Temperature(balance.init_temperature).to(device)
         self.temperature_opt = torch.optim.Adam(self.temperature.parameters(), lr=balance.temperature_lr)
         self.online = False
@@ -101,10 +101,10 @@ class FamO2OLearner:
         obs, nxt = self._obs(batch), self._obs(batch, "next/")
         f, f_next = c.features(obs), c.features(nxt)
         a = c.normalized_action(batch["action"])
-        m = c.update_value(f, a)
+        m, tq = c.update_value(f, a)
         m.update(self._balance_step(f))
         beta = self._universal_beta(f)
-        weights = awr_weights(c.advantage(f, a), beta)
+        weights = awr_weights(c.advantage(f, tq), beta)
         mean, log_std = self.actor.universal(f, beta)
         loss, am = awr_loss(gaussian_log_prob(a, mean, log_std), weights)
         self.actor_opt.zero_grad(set_to_none=True)

@@ -118,8 +118,9 @@ class Critics:
         self.q = QEnsemble(width, da, 2, cfg.hidden, cfg.layer_norm).to(device)
         self.q_target = copy.deepcopy(self.q).requires_grad_(False)
         self.v = VEnsemble(width, 1, cfg.hidden, cfg.layer_norm).to(device)
-        self.q_opt = torch.optim.Adam(self.q.parameters(), lr=cfg.critic_lr)
-        self.v_opt = torch.optim.Adam(self.v.parameters(), lr=cfg.value_lr)
+        # fused: one kernel per optimiser step over all its parameters
+        self.q_opt = torch.optim.Adam(self.q.parameters(), lr=cfg.critic_lr, fused=True)
+        self.v_opt = torch.optim.Adam(self.v.parameters(), lr=cfg.value_lr, fused=True)
 
     def features(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
         norm = self.actor.normalizer
@@ -128,18 +129,20 @@ class Critics:
     def normalized_action(self, action: torch.Tensor) -> torch.Tensor:
         return self.actor.normalizer.normalize("action", action.float()).clamp(-1.0, 1.0)
 
-    def update_value(self, f: torch.Tensor, a: torch.Tensor) -> dict[str, torch.Tensor]:
+    def update_value(self, f: torch.Tensor, a: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """One V step; returns its metrics and min_i Q'_i(s, a), which the actor's advantage reuses (IQL takes the
+        advantage against the same target critic and the updated V)."""
         with torch.no_grad():
             tq = self.q_target(f, a)
         loss, m = value_loss(tq, self.v(f)[0], self.cfg.expectile)
         self.v_opt.zero_grad(set_to_none=True)
         loss.backward()
         self.v_opt.step()
-        return m
+        return m, tq.min(dim=0).values
 
-    def advantage(self, f: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    def advantage(self, f: torch.Tensor, target_q: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            return self.q_target(f, a).min(dim=0).values - self.v(f)[0]
+            return target_q - self.v(f)[0]
 
     def update_q(self, f: torch.Tensor, a: torch.Tensor, batch: dict[str, torch.Tensor],
                  f_next: torch.Tensor) -> dict[str, torch.Tensor]:  # fmt: skip
@@ -164,7 +167,7 @@ class IQLLearner:
         check_single_step(actor, "gaussian")
         self.cfg, self.actor = cfg, actor.to(device)
         self.critics = Critics(cfg, self.actor, device)
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr, fused=True)
         self.actor_sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.actor_opt, max(offline_steps, 1))
         self.online = False
 
@@ -184,8 +187,8 @@ class IQLLearner:
         obs, nxt = self._obs(batch), self._obs(batch, "next/")
         f, f_next = c.features(obs), c.features(nxt)
         a = c.normalized_action(batch["action"])
-        m = c.update_value(f, a)
-        weights = awr_weights(c.advantage(f, a), self.cfg.beta)
+        m, tq = c.update_value(f, a)
+        weights = awr_weights(c.advantage(f, tq), self.cfg.beta)
         loss, am = awr_loss(self.log_prob(obs, a), weights)
         self.actor_opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -17,7 +17,11 @@ def add(sub: argparse._SubParsersAction) -> None:
     p = ssub.add_parser("demos", help="generate scripted demonstrations into a store (appends if it exists)")
     p.add_argument("--task", required=True)
     p.add_argument("--episodes", type=int, required=True)
-    p.add_argument("--quality", default="expert", help="expert | noisy | random | dart | recovery | mixed")
+    p.add_argument(
+        "--quality",
+        default="expert",
+        help="expert | noisy | medium | random | dart | recovery | mixed | medium_mixed",
+    )
     p.add_argument(
         "--dart-noise", type=float, default=None, help="executed noise std of --quality dart (default 0.3)"
     )

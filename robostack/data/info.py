@@ -36,10 +36,21 @@ def store_summary(path: str | os.PathLike[str]) -> dict[str, Any]:
         "mean_length": float(lengths.mean()) if lengths.size else None,
         "sources": dict(Counter(e.source for e in episodes)),
         "tasks": dict(Counter(e.task for e in episodes)),
+        "quality": {
+            q: {"episodes": len(eps), "success_rate": float(np.mean([e.success for e in eps]))}
+            for q, eps in _by_quality(episodes).items()
+        },
         "robot": store.info.robot,
         "keys": keys,
         "uncommitted_rows": int(tail),
     }
+
+
+def _by_quality(episodes: list[Any]) -> dict[str, list[Any]]:
+    out: dict[str, list[Any]] = {}
+    for e in episodes:
+        out.setdefault(e.quality or "?", []).append(e)
+    return out
 
 
 def format_summary(s: dict[str, Any]) -> str:
@@ -56,6 +67,11 @@ def format_summary(s: dict[str, Any]) -> str:
         f"sources          {', '.join(f'{k}: {v}' for k, v in s['sources'].items()) or '-'}",
         f"tasks            {', '.join(f'{k or chr(34) * 2}: {v}' for k, v in s['tasks'].items()) or '-'}",
     ]
+    if len(s["quality"]) > 1:  # the mix of a mixed-quality store (offline RL data)
+        mix = ", ".join(
+            f"{q}: {v['episodes']} ({pct(v['success_rate'])} success)" for q, v in s["quality"].items()
+        )
+        lines.append(f"quality          {mix}")
     if s["uncommitted_rows"]:
         lines.append(
             f"uncommitted rows {s['uncommitted_rows']} (ignored; 'robostack data validate --repair' drops them)"

@@ -25,7 +25,9 @@ FORMAT_VERSION = 1
 SOURCES: tuple[str, ...] = ("sim", "real", "generated", "intervention", "imported", "teleop")
 
 #: How an episode's actions were produced; stored as codes in the ``quality`` column.
-QUALITIES: tuple[str, ...] = ("unknown", "expert", "noisy", "random", "human", "policy", "dart", "recovery")
+QUALITIES: tuple[str, ...] = (
+    "unknown", "expert", "noisy", "random", "human", "policy", "dart", "recovery", "medium",
+)  # fmt: skip
 
 #: Per-step bool key of stores with injected perturbations: False where the recorded action is not to be imitated.
 IMITATE_KEY = "imitate"

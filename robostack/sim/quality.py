@@ -7,7 +7,7 @@ import numpy as np
 from robostack.errors import RobostackError
 from robostack.sim.base import Expert
 
-TIERS = ("expert", "noisy", "random", "dart", "recovery", "mixed")
+TIERS = ("expert", "noisy", "medium", "random", "dart", "recovery", "mixed", "medium_mixed")
 #: Tiers whose recorded ``action`` is a label that differs from the executed command (stored as ``executed_action``).
 LABELLED_TIERS = ("dart",)
 #: Tiers with steps that are not to be imitated (stored as ``imitate``: False on those steps).
@@ -19,6 +19,12 @@ DART_NOISE = 0.3
 DART_CORR = 0.8
 #: Share of each pure tier inside ``mixed`` episodes.
 MIXED_WEIGHTS = {"expert": 0.4, "noisy": 0.4, "random": 0.2}
+#: Offline-RL data in the spirit of D4RL's medium-expert / medium-replay: few expert episodes, many from a
+#: mediocre actor that often fails, and exploratory random ones (``robostack data info`` shows the resulting mix).
+MEDIUM_MIXED_WEIGHTS = {"expert": 0.1, "medium": 0.6, "random": 0.3}
+MIXES = {"mixed": MIXED_WEIGHTS, "medium_mixed": MEDIUM_MIXED_WEIGHTS}
+#: The ``medium`` tier: the expert with heavy action noise and frequent detours (push: about half succeed).
+MEDIUM_NOISE, MEDIUM_DETOUR_P = 0.5, 0.2
 
 
 def held_command(cmd: np.ndarray, expert_action: np.ndarray) -> np.ndarray:
@@ -175,13 +181,14 @@ class RandomActor(Expert):
 
 
 def pick_tier(quality: str, rng: np.random.Generator) -> str:
-    """The pure tier an episode is generated with (``mixed`` draws one per episode)."""
+    """The pure tier an episode is generated with (``mixed`` and ``medium_mixed`` draw one per episode)."""
     if quality not in TIERS:
         raise RobostackError(f"unknown quality '{quality}' (choose from {', '.join(TIERS)})")
-    if quality != "mixed":
+    if quality not in MIXES:
         return quality
-    names = list(MIXED_WEIGHTS)
-    return str(rng.choice(names, p=[MIXED_WEIGHTS[n] for n in names]))
+    weights = MIXES[quality]
+    names = list(weights)
+    return str(rng.choice(names, p=[weights[n] for n in names]))
 
 
 def make_actor(
@@ -191,6 +198,8 @@ def make_actor(
         return expert
     if tier == "noisy":
         return NoisyExpert(expert, rng)
+    if tier == "medium":
+        return NoisyExpert(expert, rng, noise=MEDIUM_NOISE, detour_p=MEDIUM_DETOUR_P)
     if tier == "random":
         return RandomActor(action_dim, rng)
     if tier == "dart":
