@@ -230,3 +230,24 @@ def test_bad_input_is_one_line(tmp_path, push_store):
         ),
         "one store",
     )
+
+
+def test_o2o_bench_suite_end_to_end(tmp_path):
+    """A two-entry o2o suite through `robostack bench`: dataset recipe, offline, online, test-seed evaluations,
+    the report and the curves."""
+    import json
+
+    suite = tmp_path / "tiny_o2o.yaml"
+    entry = ("dataset: push_expert_20, offline_steps: 20, online_env_steps: 16, envs: 4, task: push, "
+             "curve_episodes: 1, test_episodes: 2, eval_every: 8, iql: {hidden: [32, 32], batch_size: 32}")  # fmt: skip
+    suite.write_text(
+        "name: tiny_o2o\no2o:\n"
+        f"  - {{name: p-iql, algo: iql, {entry}}}\n"
+        f"  - {{name: p-famo2o, algo: famo2o, {entry}}}\n"
+    )
+    proc = run_cli("bench", "--suite", suite, "--out", tmp_path / "b", "--eval-workers", "1")
+    assert proc.returncode == 0, proc.stderr
+    report = (tmp_path / "b" / "o2o.md").read_text()
+    assert "push iql" in report and "FamO2O" in report and (tmp_path / "b" / "o2o.png").stat().st_size > 0
+    row = json.loads((tmp_path / "b" / "o2o" / "p-iql" / "o2o_result.json").read_text())
+    assert row["test_seeds"] == [1_000_000, 1_000_001] and row["online"]["episodes"] == 2 and row["curve"]

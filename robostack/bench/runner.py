@@ -39,8 +39,9 @@ def load_suite(name_or_path: str) -> dict[str, Any]:
         known = ", ".join(sorted(x.stem for x in SUITES.glob("*.yaml")))
         raise RobostackError(f"unknown benchmark suite '{name_or_path}' (choose from {known})")
     suite = load_yaml(p)
-    if not suite.get("runs"):
+    if not (suite.get("runs") or suite.get("o2o")):
         raise RobostackError(f"{p}: no runs")
+    suite.setdefault("runs", [])
     names = [r["name"] for r in suite["runs"]]
     for r in suite["runs"]:
         if r.get("side_by_side") and (r["side_by_side"] not in names or r["side_by_side"] == r["name"]):
@@ -244,6 +245,12 @@ def run_suite(
             results.extend(run_side_by_side(run, partner, out_dir, eval_workers, chunk))
             done.add(partner["name"])
         write_report(suite.get("name", name), results, out_dir)
+    if suite.get("o2o"):
+        from robostack.bench.o2o_suite import run_o2o, write_o2o_report
+
+        rows = run_o2o(suite["o2o"], out_dir, eval_workers, only)
+        if rows:
+            print(f"o2o report: {write_o2o_report(rows, out_dir)}")
     if suite.get("compose"):
         from robostack.bench.gpc_suite import run_compositions, write_gpc_report
 
