@@ -4,6 +4,7 @@ resume, and bad input."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -139,6 +140,14 @@ def test_offline_then_online_through_the_cli(tmp_path, push_store, algo):
     assert proc.returncode == 0, proc.stderr
     proc = run_cli("eval", "--policy", tmp_path / "m.onnx", "--task", "push", "--episodes", "1")
     assert proc.returncode == 0, proc.stderr
+    if (
+        algo == "famo2o"
+    ):  # the balance model and the universal policy in one graph, driving the ROS closed loop
+        proc = run_cli(
+            "eval", "--policy", tmp_path / "m.onnx", "--task", "push", "--episodes", "1", "--ros", "--json"
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout)["policy_status"]["commands"] > 0
 
 
 def test_offline_resume_is_bit_for_bit(tmp_path, push_store):
@@ -235,8 +244,6 @@ def test_bad_input_is_one_line(tmp_path, push_store):
 def test_o2o_bench_suite_end_to_end(tmp_path):
     """A two-entry o2o suite through `robostack bench`: dataset recipe, offline, online, test-seed evaluations,
     the report and the curves."""
-    import json
-
     suite = tmp_path / "tiny_o2o.yaml"
     entry = ("dataset: push_expert_20, offline_steps: 20, online_env_steps: 16, envs: 4, task: push, "
              "curve_episodes: 1, test_episodes: 2, eval_every: 8, iql: {hidden: [32, 32], batch_size: 32}")  # fmt: skip
