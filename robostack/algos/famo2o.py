@@ -14,14 +14,7 @@ from typing import Any
 
 import torch
 
-from robostack.algos.iql import (
-    Critics,
-    IQLConfig,
-    awr_loss,
-    awr_weights,
-    check_single_step,
-    gaussian_log_prob,
-)
+from robostack.algos.iql import IQLConfig, IQLLearner, gaussian_log_prob
 from robostack.algos.sac import Temperature, temperature_loss
 from robostack.policies.base import Policy
 
@@ -42,41 +35,41 @@ def balance_loss(
     return loss, {"balance_loss": loss.detach(), "balance_entropy": -log_prob.detach().mean()}
 
 
-class FamO2OLearner:
+class FamO2OLearner(IQLLearner):
+    family = "famo2o"
+
     def __init__(
         self, cfg: IQLConfig, balance: BalanceConfig, policy: Policy, offline_steps: int,
         device: torch.device | str = "cpu",
     ) -> None:  # fmt: skip
-        check_single_step(policy, "famo2o")
-        self.cfg, self.balance_cfg, self.actor = cfg, balance, policy.to(device)
-        self.critics = Critics(cfg, self.actor, device)
+        super().__init__(cfg, policy, offline_steps, device)
+        self.balance_cfg = balance
         p = self.actor
-        self.universal_params = [*p.trunk.parameters(), *p.mean.parameters(), *p.log_std.parameters()]
         balance_params = [*p.balance_trunk.parameters(), *p.balance_mean.parameters(),
                           *p.balance_log_std.parameters()]  # fmt: skip
-        self.actor_opt = torch.optim.Adam(self.universal_params, lr=cfg.actor_lr, fused=True)
-        self.actor_sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.actor_opt, max(offline_steps, 1))
         self.balance_opt = torch.optim.Adam(balance_params, lr=balance.lr, fused=True)
         self.temperature = Temperature(balance.init_temperature).to(device)
         self.temperature_opt = torch.optim.Adam(self.temperature.parameters(), lr=balance.temperature_lr)
-        self.online = False
+
+    def actor_parameters(self) -> list[torch.nn.Parameter]:
+        """The universal policy's weights (the balance model has its own optimiser)."""
+        p = self.actor
+        return [*p.trunk.parameters(), *p.mean.parameters(), *p.log_std.parameters()]
 
     def state_objects(self) -> dict[str, Any]:
-        return {"actor": self.actor, "actor_opt": self.actor_opt, "actor_sched": self.actor_sched,
-                "balance_opt": self.balance_opt, "temperature": self.temperature,
-                "temperature_opt": self.temperature_opt, **self.critics.state_objects()}  # fmt: skip
+        return {**super().state_objects(), "balance_opt": self.balance_opt, "temperature": self.temperature,
+                "temperature_opt": self.temperature_opt}  # fmt: skip
 
-    def _obs(self, batch: dict[str, torch.Tensor], prefix: str = "") -> dict[str, torch.Tensor]:
-        return {k: batch[prefix + k] for k in self.critics.keys}
-
-    def _balance_step(self, f: torch.Tensor) -> dict[str, torch.Tensor]:
+    def before_actor(self, f: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The balance model's step through the frozen universal policy and the target critics, then alpha_b's."""
         p = self.actor
         beta, log_prob = p.sample_beta(f)
-        for w in self.universal_params:  # frozen: the balance loss moves the balance model only
+        universal = self.actor_parameters()
+        for w in universal:  # frozen: the balance loss moves the balance model only
             w.requires_grad_(False)
         mean, log_std = p.universal(f, beta)
         a = (mean + log_std.exp() * torch.randn_like(mean)).clamp(-1.0, 1.0)
-        for w in self.universal_params:
+        for w in universal:
             w.requires_grad_(True)
         loss, m = balance_loss(self.critics.q_target(f, a), log_prob, self.temperature.alpha.detach())
         self.balance_opt.zero_grad(set_to_none=True)
@@ -89,32 +82,19 @@ class FamO2OLearner:
         m.update(balance_temperature=t_m["temperature"], beta_mean=beta.detach().mean())
         return m
 
-    def _universal_beta(self, f: torch.Tensor) -> torch.Tensor:
+    def awr_beta(self, f: torch.Tensor) -> torch.Tensor:
+        """Offline: uniform on [beta_min, beta_max] per sample; online: the balance model's (no gradient)."""
         c = self.actor.config
         if self.online:
             with torch.no_grad():
                 return self.actor.sample_beta(f)[0]
         return torch.empty(f.shape[0], device=f.device).uniform_(c.beta_min, c.beta_max)
 
-    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
-        c = self.critics
-        obs, nxt = self._obs(batch), self._obs(batch, "next/")
-        f, f_next = c.features(obs), c.features(nxt)
-        a = c.normalized_action(batch["action"])
-        m, tq = c.update_value(f, a)
-        m.update(self._balance_step(f))
-        beta = self._universal_beta(f)
-        weights = awr_weights(c.advantage(f, tq), beta)
-        mean, log_std = self.actor.universal(f, beta)
-        loss, am = awr_loss(gaussian_log_prob(a, mean, log_std), weights)
-        self.actor_opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.actor_opt.step()
-        if self.cfg.actor_cosine and not self.online:
-            self.actor_sched.step()
-        m.update(am)
-        m.update(c.update_q(f, a, batch, f_next))
-        return {k: float(v) for k, v in m.items()}
+    def actor_log_prob(
+        self, f: torch.Tensor, obs: dict[str, torch.Tensor], a: torch.Tensor, beta: torch.Tensor | float
+    ) -> torch.Tensor:
+        mean, log_std = self.actor.universal(f, torch.as_tensor(beta))
+        return gaussian_log_prob(a, mean, log_std)
 
     @torch.no_grad()
     def act(self, obs: dict[str, torch.Tensor], deterministic: bool = False) -> torch.Tensor:

@@ -161,15 +161,23 @@ class Critics:
 
 
 class IQLLearner:
-    """Actor (gaussian, single step) + ``Critics``; ``offline_steps`` sets the actor's cosine schedule."""
+    """Actor (gaussian, single step) + ``Critics``; ``offline_steps`` sets the actor's cosine schedule.
+
+    ``update`` is IQL's step; FamO2O (``algos.famo2o``) changes only what ``before_actor``, ``awr_beta`` and
+    ``actor_log_prob`` return."""
+
+    family = "gaussian"
 
     def __init__(self, cfg: IQLConfig, actor: Policy, offline_steps: int, device: torch.device | str = "cpu"):
-        check_single_step(actor, "gaussian")
+        check_single_step(actor, self.family)
         self.cfg, self.actor = cfg, actor.to(device)
         self.critics = Critics(cfg, self.actor, device)
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr, fused=True)
+        self.actor_opt = torch.optim.Adam(self.actor_parameters(), lr=cfg.actor_lr, fused=True)
         self.actor_sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.actor_opt, max(offline_steps, 1))
         self.online = False
+
+    def actor_parameters(self) -> list[torch.nn.Parameter]:
+        return list(self.actor.parameters())
 
     def state_objects(self) -> dict[str, Any]:
         return {"actor": self.actor, "actor_opt": self.actor_opt, "actor_sched": self.actor_sched,
@@ -178,7 +186,17 @@ class IQLLearner:
     def _obs(self, batch: dict[str, torch.Tensor], prefix: str = "") -> dict[str, torch.Tensor]:
         return {k: batch[prefix + k] for k in self.critics.keys}
 
-    def log_prob(self, obs: dict[str, torch.Tensor], a: torch.Tensor) -> torch.Tensor:
+    def before_actor(self, f: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Updates between V and the actor (IQL: none)."""
+        return {}
+
+    def awr_beta(self, f: torch.Tensor) -> torch.Tensor | float:
+        """The AWR inverse temperature, a scalar or one per sample."""
+        return self.cfg.beta
+
+    def actor_log_prob(
+        self, f: torch.Tensor, obs: dict[str, torch.Tensor], a: torch.Tensor, beta: torch.Tensor | float
+    ) -> torch.Tensor:
         mean, std = self.actor.distribution({k: v.unsqueeze(1) for k, v in obs.items()})
         return gaussian_log_prob(a, mean[:, 0], std[:, 0].log())
 
@@ -188,8 +206,10 @@ class IQLLearner:
         f, f_next = c.features(obs), c.features(nxt)
         a = c.normalized_action(batch["action"])
         m, tq = c.update_value(f, a)
-        weights = awr_weights(c.advantage(f, tq), self.cfg.beta)
-        loss, am = awr_loss(self.log_prob(obs, a), weights)
+        m.update(self.before_actor(f))
+        beta = self.awr_beta(f)
+        weights = awr_weights(c.advantage(f, tq), beta)
+        loss, am = awr_loss(self.actor_log_prob(f, obs, a, beta), weights)
         self.actor_opt.zero_grad(set_to_none=True)
         loss.backward()
         self.actor_opt.step()
