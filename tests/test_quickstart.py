@@ -11,10 +11,20 @@ from conftest import assert_one_line_error, run_cli, run_cli_here
 
 def test_quickstart_runs_every_stage(tmp_path):
     out = tmp_path / "qs"
-    short = ["--train-steps", "30", "--eval-episodes", "2", "--no-compile"]
+    short = [
+        "--train-steps",
+        "30",
+        "--eval-episodes",
+        "2",
+        "--no-compile",
+        "--dppo-iterations",
+        "1",
+        "--dppo-envs",
+        "2",
+    ]
     proc = run_cli("quickstart", "--out", out, "--episodes", "12", "--workers", "1", *short)
     assert proc.returncode == 0, proc.stderr
-    for stage in [f"stage {i}" for i in range(1, 10)]:
+    for stage in [f"stage {i}:" for i in range(1, 12)]:
         assert stage in proc.stdout
     assert "demos.zarr: ok" in proc.stdout and "success rate     100.0%" in proc.stdout
     result = json.loads((out / "result.json").read_text())
@@ -22,6 +32,8 @@ def test_quickstart_runs_every_stage(tmp_path):
     assert 0.0 <= result["policy_success_rate"] <= 1.0 and result["chunk_latency_p50_ms"] > 0
     assert (out / "policy" / "training_curve.png").stat().st_size > 10_000
     assert json.loads((out / "eval.json").read_text())["episodes"] == 2
+    assert result["dppo"]["iterations"] == 1 and (out / "dppo" / "checkpoints").is_dir()
+    assert 0.0 <= result["bc_success_rate"] <= 1.0 and "after DPPO" in proc.stdout
     assert result["onnx_parity_max_abs"] <= 1e-5 and (out / "model.onnx").is_file()
     assert 0.0 <= result["onnx_success_rate"] <= 1.0 and result["onnx_chunk_latency_p50_ms"] > 0
     assert "ONNX (onnxruntime)" in proc.stdout
@@ -44,6 +56,7 @@ def test_quickstart_runs_every_stage(tmp_path):
     )
     again = run_cli(
         "quickstart", "--out", out, "--episodes", "5", "--workers", "1", *short, "--ros-episodes", "0",
+        "--dppo-iterations", "0",
         "--policy-config", tiny,
     )  # fmt: skip
     assert again.returncode == 0, again.stderr

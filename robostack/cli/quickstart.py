@@ -2,8 +2,10 @@
 
 1. expert ``push`` demonstrations into a store;  2. validate it;  3. dataset summary;  4. trajectory plot;
 5. train a diffusion policy on them (``configs/policies/diffusion_push.yaml``);  6. evaluate it in simulation;
-7. export it to ONNX (parity checked);  8. evaluate the ONNX model on the same seeds, latency beside PyTorch's;
-9. run the ONNX model in closed loop through ROS 2 (sim_robot_node + policy_node processes over DDS).
+7. fine-tune it with DPPO in parallel simulated copies (the task's success reward);  8. evaluate the fine-tuned
+policy on the same seeds, beside the behaviour-cloned one;  9. export the final policy to ONNX (parity checked);
+10. evaluate the ONNX model on the same seeds, latency beside PyTorch's;  11. run the ONNX model in closed loop
+through ROS 2 (sim_robot_node + policy_node processes over DDS).
 """
 
 from __future__ import annotations
@@ -29,10 +31,21 @@ class QuickstartConfig:
         default="push",
         metadata={"help": "simulated task (the trajectory plot is push's)", "choices": ["push"]},
     )
-    episodes: int = field(default=100, metadata={"help": "expert demonstrations to record"})
+    episodes: int = field(default=200, metadata={"help": "expert demonstrations to record"})
     workers: int = field(default=2, metadata={"help": "simulation processes"})
     seed: int = field(default=0, metadata={"help": "seed of the demonstrations and the training"})
-    train_steps: int = field(default=3500, metadata={"help": "diffusion-policy training steps"})
+    train_steps: int = field(default=6000, metadata={"help": "diffusion-policy training steps"})
+    n_action_steps: int = field(
+        default=2,
+        metadata={
+            "help": "actions executed per chunk (push: 2, chosen on selection seeds in the standard suite)"
+        },
+    )
+    dppo_iterations: int = field(
+        default=10,
+        metadata={"help": "DPPO fine-tuning iterations after behaviour cloning; 0 skips the stage"},
+    )
+    dppo_envs: int = field(default=8, metadata={"help": "simulated copies DPPO rolls out in"})
     compile: bool = field(
         default=True,
         metadata={"help": "train eager instead of compiling the loss (a one-off compile of minutes, then each step "
@@ -54,8 +67,8 @@ class QuickstartConfig:
 def add(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "quickstart",
-        help="the main job on built-in defaults (demos -> validate -> summary -> plot -> train -> eval -> "
-        "export -> eval ONNX -> ROS 2)",
+        help="the main job on built-in defaults (demos -> validate -> summary -> plot -> train -> eval -> DPPO -> "
+        "eval -> export -> eval ONNX -> ROS 2)",
     )
     add_dataclass_args(p, QuickstartConfig)
     p.set_defaults(func=cmd_quickstart)
@@ -87,7 +100,9 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
     ros = result["ros"]
     print(
         f"\nquickstart done in {result['seconds']:.0f} s: demonstrations {100 * result['demo_success_rate']:.0f}% "
-        f"successful, diffusion policy {100 * result['policy_success_rate']:.0f}%, as ONNX "
+        f"successful, diffusion policy {100 * result['bc_success_rate']:.0f}%"
+        + (f", after DPPO {100 * result['policy_success_rate']:.0f}%" if result["dppo"] else "")
+        + f", as ONNX "
         f"{100 * result['onnx_success_rate']:.0f}% at {result['onnx_chunk_latency_p50_ms']:.1f} ms per chunk"
         + (f", through ROS 2 {ros['successes']}/{ros['episodes']}" if ros else "")
         + f"; results in {run}/"
@@ -135,7 +150,8 @@ def _data_stages(cfg: QuickstartConfig, run: Path, store: Path) -> dict[str, Any
 
 
 def _policy_stages(cfg: QuickstartConfig, run: Path, train_cfg: Any) -> dict[str, Any]:
-    """Stages 5-8: train, evaluate, export, evaluate the exported model on the same seeds."""
+    """Stages 5-10: train, evaluate, fine-tune with DPPO, evaluate again, export the final policy, evaluate the
+    exported model on the same seeds."""
     from robostack.algos.bc import train
     from robostack.eval.evaluate import evaluate
     from robostack.export import ExportConfig, export_policy
@@ -149,13 +165,17 @@ def _policy_stages(cfg: QuickstartConfig, run: Path, train_cfg: Any) -> dict[str
     train_s = time.perf_counter() - t_train
     print(f"trained in {train_s:.0f} s; training curve: {policy_run / 'training_curve.png'}")
     _stage(6, f"evaluate it on {cfg.eval_episodes} unseen '{cfg.task}' episodes")
-    ev = evaluate(policy_run, cfg.task, cfg.eval_episodes, cfg.workers, seed=RANGES["test"].start)
+    ev_bc = evaluate(policy_run, cfg.task, cfg.eval_episodes, cfg.workers, seed=RANGES["test"].start)
+    (run / "eval_bc.json").write_text(json.dumps(ev_bc.to_json(), indent=1))
+    print(ev_bc.table())
+    final, ev, dppo = policy_run, ev_bc, _dppo_stages(cfg, run, policy_run, ev_bc)
+    if dppo:
+        final, ev = Path(dppo["run"]), dppo["_eval"]
     (run / "eval.json").write_text(json.dumps(ev.to_json(), indent=1))
-    print(ev.table())
-    _stage(7, f"export it to ONNX -> {run / 'model.onnx'}")
-    report = export_policy(ExportConfig(policy=str(policy_run), out=str(run / "model.onnx")))
+    _stage(9, f"export the final policy to ONNX -> {run / 'model.onnx'}")
+    report = export_policy(ExportConfig(policy=str(final), out=str(run / "model.onnx")))
     print(report.table())
-    _stage(8, f"evaluate the ONNX model on the same {cfg.eval_episodes} seeds (onnxruntime, CPU)")
+    _stage(10, f"evaluate the ONNX model on the same {cfg.eval_episodes} seeds (onnxruntime, CPU)")
     ev_onnx = evaluate(
         run / "model.onnx", cfg.task, cfg.eval_episodes, cfg.workers, seed=RANGES["test"].start
     )
@@ -163,12 +183,16 @@ def _policy_stages(cfg: QuickstartConfig, run: Path, train_cfg: Any) -> dict[str
     rows = [
         (name, f"{100 * e.success_rate:.0f}% ({100 * e.ci95[0]:.0f}-{100 * e.ci95[1]:.0f})",
          f"{e.latency_p50_ms:.2f} / {e.latency_p99_ms:.2f}")
-        for name, e in (("PyTorch (eager)", ev), ("ONNX (onnxruntime)", ev_onnx))
+        for name, e in (("behaviour cloning (PyTorch)", ev_bc),
+                        *((("after DPPO (PyTorch)", ev),) if dppo else ()),
+                        ("final, ONNX (onnxruntime)", ev_onnx))
     ]  # fmt: skip
-    print(format_table(["backend", "success (95% CI)", "chunk latency p50 / p99 ms"], rows))
+    print(format_table(["policy / backend", "success (95% CI)", "chunk latency p50 / p99 ms"], rows))
     return {
-        "policy": str(policy_run),
+        "policy": str(final),
         "train_seconds": train_s,
+        "bc_success_rate": ev_bc.success_rate,
+        "dppo": {k: v for k, v in dppo.items() if not k.startswith("_")} if dppo else None,
         "policy_success_rate": ev.success_rate,
         "policy_success_ci95": list(ev.ci95),
         "chunk_latency_p50_ms": ev.latency_p50_ms,
@@ -181,11 +205,43 @@ def _policy_stages(cfg: QuickstartConfig, run: Path, train_cfg: Any) -> dict[str
     }
 
 
+def _dppo_stages(cfg: QuickstartConfig, run: Path, policy_run: Path, ev_bc: Any) -> dict[str, Any]:
+    """Stages 7-8: DPPO from the behaviour-cloned policy, then the same evaluation; {} when skipped."""
+    from robostack.algos.dppo import DPPOConfig
+    from robostack.algos.registry import run_algorithm
+    from robostack.eval.evaluate import evaluate
+
+    if cfg.dppo_iterations < 1:
+        return {}
+    dppo_run = run / "dppo"
+    _stage(
+        7, f"fine-tune it with DPPO: {cfg.dppo_iterations} iterations in {cfg.dppo_envs} copies -> {dppo_run}"
+    )
+    if dppo_run.exists():
+        shutil.rmtree(dppo_run)
+    t0 = time.perf_counter()
+    dcfg = DPPOConfig(from_run=str(policy_run), task=cfg.task, iterations=cfg.dppo_iterations, envs=cfg.dppo_envs,
+                      eval_every=0, eval_episodes=0, seed=cfg.seed)  # fmt: skip
+    run_algorithm("dppo", "finetune", dcfg, dppo_run)
+    seconds = time.perf_counter() - t0
+    _stage(8, f"evaluate the fine-tuned policy on the same {cfg.eval_episodes} seeds")
+    ev = evaluate(dppo_run, cfg.task, cfg.eval_episodes, cfg.workers, seed=RANGES["test"].start)
+    print(
+        format_table(
+            ["same seeds", "success (95% CI)"],
+            [(name, f"{100 * e.success_rate:.0f}% ({100 * e.ci95[0]:.0f}-{100 * e.ci95[1]:.0f})")
+             for name, e in (("before DPPO", ev_bc), ("after DPPO", ev))],
+        )
+    )  # fmt: skip
+    return {"run": str(dppo_run), "seconds": seconds, "iterations": cfg.dppo_iterations,
+            "success_rate": ev.success_rate, "_eval": ev}  # fmt: skip
+
+
 def _ros_stage(cfg: QuickstartConfig, run: Path, ev_onnx: Any) -> dict[str, Any] | None:
     n = min(cfg.ros_episodes, cfg.eval_episodes)
     if n < 1:
         return None
-    _stage(9, f"run the ONNX model in closed loop through ROS 2 on the first {n} seeds (real time)")
+    _stage(11, f"run the ONNX model in closed loop through ROS 2 on the first {n} seeds (real time)")
     try:
         from robostack.ros.closed_loop import ClosedLoopConfig, run_closed_loop
     except ImportError as exc:
@@ -217,6 +273,7 @@ def _train_config(cfg: QuickstartConfig, store: Path):
     data = apply_overrides(
         data,
         [f"data.path={store}", f"steps={cfg.train_steps}", "eval.episodes=0", f"seed={cfg.seed}", "log_every=100",
-         f"save_every={cfg.train_steps}", f"compile={str(cfg.compile).lower()}"],
+         f"save_every={cfg.train_steps}", f"compile={str(cfg.compile).lower()}",
+         f"policy.n_action_steps={cfg.n_action_steps}"],
     )  # fmt: skip
     return from_dict(TrainConfig, data)
