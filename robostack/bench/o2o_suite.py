@@ -48,7 +48,7 @@ def run_o2o(
             save_every=int(e["offline_steps"]), log_every=1000,
             online=OnlinePhase(task=e["task"], env_steps=int(e["online_env_steps"]), envs=int(e.get("envs", 8)),
                                eval_every=int(e.get("eval_every", 5000))),
-            iql=IQLConfig(**e.get("iql", {})),
+            iql=IQLConfig(**e.get("iql", {})), policy=dict(e.get("policy", {})),
         )  # fmt: skip
         train_offline(cfg, folder)
         episodes = int(e.get("test_episodes", 50))

@@ -19,9 +19,9 @@ DART_NOISE = 0.3
 DART_CORR = 0.8
 #: Share of each pure tier inside ``mixed`` episodes.
 MIXED_WEIGHTS = {"expert": 0.4, "noisy": 0.4, "random": 0.2}
-#: Offline-RL data in the spirit of D4RL's medium-expert / medium-replay: few expert episodes, many from a
+#: Offline-RL data in the spirit of D4RL's medium-expert / medium-replay: some expert episodes, more from a
 #: mediocre actor that often fails, and exploratory random ones (``robostack data info`` shows the resulting mix).
-MEDIUM_MIXED_WEIGHTS = {"expert": 0.1, "medium": 0.6, "random": 0.3}
+MEDIUM_MIXED_WEIGHTS = {"expert": 0.3, "medium": 0.5, "random": 0.2}
 MIXES = {"mixed": MIXED_WEIGHTS, "medium_mixed": MEDIUM_MIXED_WEIGHTS}
 #: The ``medium`` tier: the expert with heavy action noise and frequent detours (push: about half succeed).
 MEDIUM_NOISE, MEDIUM_DETOUR_P = 0.5, 0.2
