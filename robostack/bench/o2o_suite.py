@@ -6,6 +6,7 @@ evaluated on the same test seeds, the online curve (train-eval seeds) is drawn, 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +23,13 @@ RESULT = "o2o_result.json"
 
 
 def run_o2o(
-    entries: list[dict[str, Any]], out_dir: Path, workers: int, only: list[str] | None = None
+    entries: list[dict[str, Any]],
+    out_dir: Path,
+    workers: int,
+    make_dataset: Callable[[str, Path], Path],
+    only: list[str] | None = None,
 ) -> list[dict[str, Any]]:
-    from robostack.bench.runner import make_dataset
-
+    """``make_dataset(recipe, out_dir)`` is the runner's (it owns the recipes)."""
     results = []
     for e in entries:
         if only and e["name"] not in only:

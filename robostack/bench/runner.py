@@ -248,7 +248,7 @@ def run_suite(
     if suite.get("o2o"):
         from robostack.bench.o2o_suite import run_o2o, write_o2o_report
 
-        rows = run_o2o(suite["o2o"], out_dir, eval_workers, only)
+        rows = run_o2o(suite["o2o"], out_dir, eval_workers, make_dataset, only)
         if rows:
             print(f"o2o report: {write_o2o_report(rows, out_dir)}")
     if suite.get("compose"):
