@@ -118,7 +118,10 @@ def test_bad_finetune_input(tmp_path, bc_run, push_store):
         run_cli_here(*base, "--algo", "sac", "--task", "lift", "--out", tmp_path / "d"), "does not fit task"
     )
     bad = run_cli_here("finetune", "--algo", "nope", "--out", tmp_path / "e")
-    assert bad.returncode == 2 and "choose from 'dppo', 'hg-dagger', 'ppo', 'rlif', 'sac'" in bad.stderr
+    assert (
+        bad.returncode == 2
+        and "choose from 'dppo', 'famo2o', 'hg-dagger', 'iql', 'ppo', 'rlif', 'sac'" in bad.stderr
+    )
     assert_one_line_error(
         run_cli_here("finetune", "--algo", "sac", "--out", tmp_path / "f"), "--from is required"
     )

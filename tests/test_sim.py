@@ -223,10 +223,10 @@ def test_dart_demos_record_expert_labels_and_replay_exactly(tmp_path):
 def test_recovery_demos_flag_their_perturbations_and_train_only_on_the_expert(tmp_path):
     from robostack.data.buffer import EpisodeFilter
     from robostack.data.schema import QUALITIES
-    from robostack.sim.quality import TIERS
+    from robostack.sim.quality import MIXES, TIERS
     from robostack.train.data import load_training_data
 
-    assert set(TIERS) - {"mixed"} <= set(QUALITIES)  # every tier an episode is generated with can be stored
+    assert set(TIERS) - set(MIXES) <= set(QUALITIES)  # every tier an episode is generated with can be stored
     out = tmp_path / "recovery.zarr"
     run_cli(
         "sim", "demos", "--task", "push", "--episodes", "6", "--quality", "recovery", "--out", out, check=True

@@ -167,7 +167,13 @@ def test_bad_training_and_eval_input(tmp_path, push_store):
         run_cli_here("train", "--policy", "diffusion", "--out", tmp_path / "x"), "data.path is required"
     )
     assert_one_line_error(
-        run_cli_here(*base, "--out", tmp_path / "x", "--data", tmp_path / "nope.zarr"), "not a zarr store"
+        run_cli_here(
+            *[tmp_path / "nope.zarr" if a == push_store else a for a in base], "--out", tmp_path / "x"
+        ),
+        "not a zarr store",
+    )
+    assert_one_line_error(  # behaviour cloning takes one store (iql/famo2o take several)
+        run_cli_here(*base, "--out", tmp_path / "x", "--data", push_store), "trains on one store"
     )
     run_cli(*base, "--out", tmp_path / "ok", "--eval.episodes=0", check=True)
     assert_one_line_error(
