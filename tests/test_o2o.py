@@ -136,6 +136,11 @@ def test_offline_then_online_through_the_cli(tmp_path, push_store, algo):
     assert proc.returncode == 0, proc.stderr
     on = tmp_path / "on"
     assert (on / "online.zarr").is_dir() and (on / "checkpoints" / "step_00000048" / "policy.json").is_file()
+    before = load_file(str(off / "checkpoints" / "step_00000040" / "model.safetensors"))
+    after = load_file(str(on / "checkpoints" / "step_00000048" / "model.safetensors"))
+    assert any(
+        not torch.equal(before[k], after[k]) for k in before
+    )  # the actor learns online (no spent schedule)
     proc = run_cli("export", "--policy", on, "--out", tmp_path / "m.onnx")
     assert proc.returncode == 0, proc.stderr
     proc = run_cli("eval", "--policy", tmp_path / "m.onnx", "--task", "push", "--episodes", "1")

@@ -326,6 +326,10 @@ def finetune_online(cfg: O2OFinetuneConfig, out: str | os.PathLike[str], progres
     replay = ReplayBuffer({k: v[:1] for k, v in offline.offline.items()}, cfg.replay_capacity)
     replay.offline = offline.offline
     learner.online = True
+    # IQL fine-tunes without learning-rate decay: the offline cosine schedule ended at zero, so the actor restarts
+    # from its base rate (left at zero, the actor would never move online)
+    for group in learner.actor_opt.param_groups:
+        group["lr"] = offline_cfg.iql.actor_lr
     keys = learner.critics.keys
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng([cfg.seed, 9])
