@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from robostack.algos.famo2o import BalanceConfig, FamO2OLearner
 from robostack.algos.iql import IQLConfig, IQLLearner
 from robostack.algos.online_data import ONLINE_SEEDS, EpisodeRows, check_fits, online_store_info
 from robostack.algos.registry import register_algorithm
+from robostack.algos.rlif import save_learner
 from robostack.config import from_dict, load_yaml
 from robostack.data.normalize import KeyStats
 from robostack.data.replay import ReplayBuffer
@@ -33,14 +34,14 @@ from robostack.data.store import EpisodeStore, EpisodeWriter
 from robostack.errors import RobostackError, StoreError
 from robostack.eval.seeds import RANGES
 from robostack.policies.base import PolicySpec
-from robostack.policies.checkpoint import build_policy, load_policy, save_policy
+from robostack.policies.checkpoint import build_policy, load_policy
 from robostack.policies.loading import resolve_policy_folder
 from robostack.sim.registry import task_names, task_spec
 from robostack.sim.vector_env import VectorEnv
 from robostack.train.data import make_spec, to_tensors
 from robostack.train.hooks import evaluate_checkpoint
 from robostack.train.run_log import RunLog, write_run_files
-from robostack.train.state import checkpoint_folder, load_train_state, mark_last, save_train_state
+from robostack.train.state import load_train_state
 
 REWARD_SHIFT = -1.0
 FAMILY = {"iql": "gaussian", "famo2o": "famo2o"}
@@ -146,8 +147,8 @@ class O2OFinetuneConfig:
 
 
 # ---------------------------------------------------------------------------------------------------- data
-def check_stores(paths: list[str]) -> tuple[list[str], str, PolicySpec | None]:
-    """(observation keys, task, the first store's action bounds as a spec) after checking that every store has
+def check_stores(paths: list[str]) -> tuple[list[str], str, EpisodeStore]:
+    """(observation keys, task, the first store: its spec bounds) after checking that every store has
     rewards and terminals and that all record the same task with the same keys."""
     if not paths:
         raise RobostackError("--data is required: a store of mixed-quality episodes")
@@ -204,14 +205,6 @@ def make_learner(cfg: O2OConfig, spec: PolicySpec, stats: dict[str, KeyStats]) -
     return FamO2OLearner(cfg.iql, cfg.balance, policy, cfg.steps, cfg.device)
 
 
-def save(out: Path, step: int, learner: Any, stats: Any, rng: np.random.Generator, cfg: Any) -> Path:
-    folder = checkpoint_folder(out, step)
-    save_policy(learner.actor, folder, stats, {"step": step, "train_config": asdict(cfg)})
-    save_train_state(folder, step, learner.state_objects(), rng)
-    mark_last(out, folder)
-    return folder
-
-
 # ---------------------------------------------------------------------------------------------------- offline
 def train_offline(
     cfg: O2OConfig, out: str | os.PathLike[str], resume: bool = False, progress: bool = True
@@ -246,7 +239,7 @@ def train_offline(
                     {"step": step, **metrics, "updates_per_s": (step - start) / (time.perf_counter() - t0)}
                 )
             if step % cfg.save_every == 0 or step == cfg.steps:
-                folder = save(run, step, learner, stats, rng, cfg)
+                folder = save_learner(run, step, learner, stats, rng, cfg)
                 last = step == cfg.steps
                 if (
                     eval_task
@@ -257,7 +250,7 @@ def train_offline(
                                               RANGES["train-eval"].start)  # fmt: skip
                     log.log({"step": step, "eval_success_rate": res["success_rate"]})
         if folder is None and cfg.steps == 0:
-            folder = save(run, 0, learner, stats, rng, cfg)
+            folder = save_learner(run, 0, learner, stats, rng, cfg)
     finally:
         log.close()
     if cfg.online.task and cfg.online.env_steps:
@@ -338,7 +331,7 @@ def finetune_online(cfg: O2OFinetuneConfig, out: str | os.PathLike[str], progres
     episodes = EpisodeRows(writer, cfg.envs, cfg.task, spec.control_rate_hz)
     log = RunLog(run, True, cfg.env_steps, 0, f"finetune {cfg.algo}", progress)
     env = VectorEnv(cfg.task, cfg.envs, ONLINE_SEEDS + cfg.seed * 100_000, cfg.workers)
-    folder = save(run, 0, learner, stats, rng, cfg)
+    folder = save_learner(run, 0, learner, stats, rng, cfg)
     if cfg.eval_episodes:
         res = evaluate_checkpoint(
             folder, cfg.task, cfg.eval_episodes, cfg.eval_workers, RANGES["train-eval"].start
@@ -386,12 +379,12 @@ def finetune_online(cfg: O2OFinetuneConfig, out: str | os.PathLike[str], progres
                 log.log(rec)
             if cfg.eval_every and steps >= next_eval and steps < cfg.env_steps:
                 next_eval += cfg.eval_every
-                folder = save(run, steps, learner, stats, rng, cfg)
+                folder = save_learner(run, steps, learner, stats, rng, cfg)
                 if cfg.eval_episodes:
                     res = evaluate_checkpoint(folder, cfg.task, cfg.eval_episodes, cfg.eval_workers,
                                               RANGES["train-eval"].start)  # fmt: skip
                     log.log({"step": steps, "eval_success_rate": res["success_rate"]})
-        folder = save(run, steps, learner, stats, rng, cfg)
+        folder = save_learner(run, steps, learner, stats, rng, cfg)
         if cfg.eval_episodes:
             res = evaluate_checkpoint(
                 folder, cfg.task, cfg.eval_episodes, cfg.eval_workers, RANGES["train-eval"].start
