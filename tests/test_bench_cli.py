@@ -159,6 +159,7 @@ def test_earlier_rows_are_kept_and_unreadable_reports_are_not_overwritten(tmp_pa
 
 def test_every_shipped_suite_builds_its_datasets_and_training_configs(tmp_path):
     """A typo in a suite, recipe or override would otherwise surface hours into a benchmark."""
+    from robostack.bench.finetune_suite import entry_config
     from robostack.bench.results import recipe_of
     from robostack.bench.runner import RECIPES, SUITES, load_suite, train_config
     from robostack.sim.demos import DemoConfig
@@ -172,6 +173,9 @@ def test_every_shipped_suite_builds_its_datasets_and_training_configs(tmp_path):
             overrides = [f"{k}={v}" for k, v in (run.get("overrides") or {}).items()]
             cfg = train_config(recipe_of(run), tmp_path / "d.zarr", overrides)
             assert cfg.steps > 0 and run["eval"]["task"] in {"push", "lift", "can"}, (path.name, run["name"])
+        for entry in load_suite(str(path)).get("finetune") or []:
+            cfg = entry_config(entry, tmp_path / "runs" / entry["from"])
+            assert cfg.iterations > 0 and cfg.task == entry["task"], (path.name, entry["name"])
 
 
 def test_an_interrupted_dataset_is_made_again(tmp_path):
@@ -187,3 +191,44 @@ def test_an_interrupted_dataset_is_made_again(tmp_path):
     mtime = (path / "zarr.json").stat().st_mtime_ns
     make_dataset("push_expert_20", tmp_path)  # complete: kept as it is
     assert (path / "zarr.json").stat().st_mtime_ns == mtime
+
+
+FINETUNE_SUITE = """
+name: tiny-finetune
+runs:
+  - name: push-diffusion
+    dataset: push_expert_20
+    policy: diffusion_push
+    overrides: {steps: 20, policy.n_action_steps: 2, policy.unet.down_dims: "[16,32,64]", policy.unet.step_embed_dim: 32,
+                optim.batch_size: 16}
+    eval: {task: push, episodes: 1, workers: 1, seeds: selection}
+finetune:
+  - {name: push-dppo, algo: dppo, from: push-diffusion, task: push, iterations: 2, envs: 2, steps_per_iteration: 4,
+     eval_every: 1, eval_episodes: 1, test_episodes: 2, overrides: {ft_denoising_steps: 3}}
+"""
+
+
+def test_bench_fine_tunes_a_suite_run_and_reports_start_and_final(tmp_path):
+    suite = tmp_path / "ft.yaml"
+    suite.write_text(FINETUNE_SUITE)
+    out = tmp_path / "bench"
+    proc = run_cli("bench", "--suite", suite, "--out", out, "--eval-workers", "1")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    row = json.loads((out / "finetune/push-dppo/finetune_result.json").read_text())
+    assert row["algo"] == "dppo" and row["iterations"] == 2
+    assert row["env_steps"] == 2 * 2 * 4 * 2  # iterations x envs x decisions x actions per decision
+    assert [x for x, _ in row["curve"]] == [16, 32]
+    for phase in ("start", "final"):
+        assert row[phase]["episodes"] == 2 and row[phase]["test_seeds"] == [1_000_000, 1_000_001]
+    assert load_yaml(out / "finetune/push-dppo/config.yaml")["ft_denoising_steps"] == 3
+    report = (out / "finetune.md").read_text()
+    assert (
+        "push-dppo (dppo)" in report and "goal >= 90%" in report and (out / "finetune.png").stat().st_size > 0
+    )
+    again = run_cli("bench", "--suite", suite, "--out", out, "--only", "push-dppo", check=True)
+    assert "push-dppo: done before" in again.stdout
+    suite.write_text(FINETUNE_SUITE.replace("from: push-diffusion,", "from: push-difusion,"))
+    assert_one_line_error(
+        run_cli("bench", "--suite", suite, "--out", out),
+        "starting run among the suite's runs (unknown run: push-difusion)",
+    )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import zarr
@@ -153,3 +155,39 @@ def test_append_resumes_and_many_episodes_cross_ends_chunks(tmp_path, monkeypatc
     assert s.n_episodes == 15
     for i in (0, 4, 5, 14):
         np.testing.assert_array_equal(s.read_episode(i)["obs/state"], eps[i]["obs/state"])
+
+
+def test_creation_is_all_or_nothing_and_never_deletes_foreign_files(tmp_path, monkeypatch):
+    import os
+
+    import robostack.data.store as store_mod
+
+    path = tmp_path / "s.zarr"
+    real_replace = os.replace
+
+    def killed_before_root(src, dst):  # a kill between moving the arrays in and moving the root zarr.json in
+        if Path(dst) == path / "zarr.json":
+            raise RuntimeError("killed")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(store_mod.os, "replace", killed_before_root)
+    with pytest.raises(RuntimeError, match="killed"):
+        make_store(path)
+    monkeypatch.setattr(store_mod.os, "replace", real_replace)
+    assert (path / "data").is_dir() and (path / "meta").is_dir()
+    with pytest.raises(
+        StoreError, match="not a zarr store"
+    ):  # a half-made store is no store, not a broken one
+        EpisodeStore(path)
+    rng = np.random.default_rng(0)
+    with make_store(path) as w:  # creating again cleans up the killed creation's leftovers
+        w.add_episode(random_episode(FEATURES, 7, rng))
+    assert EpisodeStore(path).n_episodes == 1
+    assert sorted(p.name for p in path.iterdir()) == [".robostack.lock", "data", "meta", "zarr.json"]
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    with pytest.raises(StoreError, match="not empty and not a store"):
+        make_store(mine)
+    assert (mine / "notes.txt").read_text() == "keep me"

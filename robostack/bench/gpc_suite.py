@@ -18,9 +18,9 @@ def run_compositions(
 ) -> list[dict[str, Any]]:
     reports = []
     for entry in entries:
-        if only and entry["name"] not in only:
-            continue
         folder = out_dir / "compose" / entry["name"]
+        if only and entry["name"] not in only and not (folder / SEARCH_JSON).is_file():
+            continue
         if (folder / SEARCH_JSON).is_file():  # a finished search is a result; rerun by deleting its folder
             print(f"\n== {entry['name']}: done before, reading {folder / SEARCH_JSON}")
             reports.append({"name": entry["name"], **json.loads((folder / SEARCH_JSON).read_text())})

@@ -12,6 +12,7 @@ from typing import Any
 
 from robostack.algos.iql import IQLConfig
 from robostack.algos.o2o import O2OConfig, O2OData, OnlinePhase, train_offline
+from robostack.bench.verdicts import pct, separation
 from robostack.eval.evaluate import evaluate
 from robostack.eval.metrics import wilson_interval
 from robostack.eval.seeds import seed_range
@@ -69,14 +70,9 @@ def run_o2o(
             if "eval_success_rate" in m
         ]
         (folder / RESULT).write_text(json.dumps(row, indent=1))
-        print(f"{e['name']}: offline {_pct(row['offline'])} -> online {_pct(row['online'])} (test seeds)")
+        print(f"{e['name']}: offline {pct(row['offline'])} -> online {pct(row['online'])} (test seeds)")
         results.append(row)
     return results
-
-
-def _pct(r: dict[str, Any]) -> str:
-    lo, hi = r["ci95"]
-    return f"{100 * r['success_rate']:.1f}% ({100 * lo:.0f}-{100 * hi:.0f})"
 
 
 def pooled(rows: list[dict[str, Any]], phase: str) -> dict[str, Any]:
@@ -85,17 +81,9 @@ def pooled(rows: list[dict[str, Any]], phase: str) -> dict[str, Any]:
     return {"successes": s, "episodes": n, "success_rate": s / n, "ci95": list(wilson_interval(s, n))}
 
 
-def _separate(a: dict[str, Any], b: dict[str, Any]) -> str:
-    if a["ci95"][0] > b["ci95"][1]:
-        return "above (intervals separate)"
-    if a["ci95"][1] < b["ci95"][0]:
-        return "below (intervals separate)"
-    return "no separation (intervals overlap)"
-
-
 def write_o2o_report(results: list[dict[str, Any]], out_dir: Path) -> Path:
     rows = [
-        (r["task"], r["algo"], r["seed"], _pct(r["offline"]), _pct(r["online"]), r["online_env_steps"])
+        (r["task"], r["algo"], r["seed"], pct(r["offline"]), pct(r["online"]), r["online_env_steps"])
         for r in results
     ]
     text = "# o2o suite: offline, then online (test seeds)\n\n" + format_markdown(
@@ -107,14 +95,12 @@ def write_o2o_report(results: list[dict[str, Any]], out_dir: Path) -> Path:
         groups.setdefault((r["task"], r["algo"]), []).append(r)
     for (task, algo), rs in groups.items():
         off, on = pooled(rs, "offline"), pooled(rs, "online")
-        lines.append(f"- {task} {algo} ({len(rs)} seed(s)): offline {_pct(off)} -> online {_pct(on)}: online is "
-                     f"{_separate(on, off)} against offline")  # fmt: skip
+        lines.append(f"- {task} {algo} ({len(rs)} seed(s)): offline {pct(off)} -> online {pct(on)}: online is "
+                     f"{separation(on, off)} against offline")  # fmt: skip
     for task in sorted({t for t, _ in groups}):
         if (task, "iql") in groups and (task, "famo2o") in groups:
             f, i = pooled(groups[(task, "famo2o")], "online"), pooled(groups[(task, "iql")], "online")
-            lines.append(
-                f"- {task}: FamO2O {_pct(f)} vs IQL {_pct(i)} after online: FamO2O {_separate(f, i)}"
-            )
+            lines.append(f"- {task}: FamO2O {pct(f)} vs IQL {pct(i)} after online: FamO2O {separation(f, i)}")
     text += "\n\n" + "\n".join(lines) + "\n"
     path = out_dir / "o2o.md"
     path.write_text(text)

@@ -48,6 +48,13 @@ def load_suite(name_or_path: str) -> dict[str, Any]:
             raise RobostackError(
                 f"{p}: run '{r['name']}' trains side by side with unknown run '{r['side_by_side']}'"
             )
+    for f in suite.get("finetune") or []:
+        missing = [k for k in ("name", "algo", "from", "task") if k not in f]
+        if missing or f["from"] not in names:
+            raise RobostackError(
+                f"{p}: finetune entry '{f.get('name')}' needs name, algo, task and a starting run among the suite's runs"
+                + (f" (missing: {', '.join(missing)})" if missing else f" (unknown run: {f['from']})")
+            )
     for c in suite.get("compose") or []:
         unknown = [n for n in c.get("parents", []) if n not in names]
         if len(c.get("parents", [])) < 2 or unknown or "task" not in c:
@@ -251,6 +258,12 @@ def run_suite(
         rows = run_o2o(suite["o2o"], out_dir, eval_workers, make_dataset, only)
         if rows:
             print(f"o2o report: {write_o2o_report(rows, out_dir)}")
+    if suite.get("finetune"):
+        from robostack.bench.finetune_suite import run_finetunes, write_finetune_report
+
+        rows = run_finetunes(suite["finetune"], out_dir, eval_workers, only)
+        if rows:
+            print(f"fine-tuning report: {write_finetune_report(rows, out_dir)}")
     if suite.get("compose"):
         from robostack.bench.gpc_suite import run_compositions, write_gpc_report
 

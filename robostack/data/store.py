@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,9 @@ from robostack.errors import SpecError, StoreError
 
 ENDS_CHUNK = 4096  # episode_ends entries per chunk; the commit rewrites one such chunk (32 KiB)
 ZARR_JSON = "zarr.json"
+STAGING_NAME = ".robostack.creating"  # a store under construction
+CREATING_MARKER = ".robostack.creating-marker"  # data/ and meta/ beside it are a killed creation's
+OWN_ENTRIES = {".robostack.lock", STAGING_NAME, CREATING_MARKER}
 
 
 def _open_group(path: Path, *, write: bool, fsync: bool = False) -> zarr.Group:
@@ -350,7 +354,15 @@ class EpisodeWriter:
         with lock:
             if overwrite and (path / ZARR_JSON).exists():
                 _remove_store_contents(path)
-            group = zarr.open_group(store=DurableLocalStore(path, fsync=fsync), mode="w")
+            _refuse_foreign_contents(path)
+            # The store is built in a staging folder and its root zarr.json moved in last: a reader (or a kill)
+            # in the middle of creation sees no store at all, never a store missing its commit record.
+            staging = path / STAGING_NAME
+            marker = path / CREATING_MARKER
+            if staging.exists():
+                shutil.rmtree(staging)
+            marker.touch()
+            group = zarr.open_group(store=DurableLocalStore(staging, fsync=fsync), mode="w")
             group.attrs.update(info.to_attrs())
             for key, spec in info.features.items():
                 rows = chunk_rows(spec)
@@ -388,6 +400,15 @@ class EpisodeWriter:
                     "qualities": list(QUALITIES),
                 },
             )
+            for child in ("data", "meta"):
+                if (path / child).exists():  # left by a creation killed after its first move (marker present)
+                    shutil.rmtree(path / child)
+                os.replace(staging / child, path / child)
+            os.replace(staging / ZARR_JSON, path / ZARR_JSON)  # the store exists from here on
+            if fsync:
+                fsync_dir(path)
+            marker.unlink()
+            shutil.rmtree(staging)
         return cls(path, fsync=fsync)
 
     @classmethod
@@ -570,9 +591,21 @@ class EpisodeWriter:
         self.close()
 
 
-def _remove_store_contents(path: Path) -> None:
-    import shutil
+def _refuse_foreign_contents(path: Path) -> None:
+    """Creating a store never deletes files it did not write: a non-empty folder that is not a store is refused."""
+    if (path / ZARR_JSON).exists():
+        return
+    ours = set(OWN_ENTRIES)
+    if (path / CREATING_MARKER).exists():
+        ours |= {"data", "meta"}
+    foreign = sorted(c.name for c in path.iterdir() if c.name not in ours)
+    if foreign:
+        raise StoreError(
+            f"{path}: folder is not empty and not a store ({', '.join(foreign[:3])}); choose a new path"
+        )
 
+
+def _remove_store_contents(path: Path) -> None:
     for child in path.iterdir():
         if child.name == ".robostack.lock":
             continue
