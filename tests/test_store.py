@@ -184,6 +184,10 @@ def test_creation_is_all_or_nothing_and_never_deletes_foreign_files(tmp_path, mo
         w.add_episode(random_episode(FEATURES, 7, rng))
     assert EpisodeStore(path).n_episodes == 1
     assert sorted(p.name for p in path.iterdir()) == [".robostack.lock", "data", "meta", "zarr.json"]
+    (path / ".robostack.creating").mkdir()  # as a kill just after the root zarr.json landed leaves them
+    (path / ".robostack.creating-marker").touch()
+    EpisodeWriter.open(path).close()
+    assert sorted(p.name for p in path.iterdir()) == [".robostack.lock", "data", "meta", "zarr.json"]
 
     mine = tmp_path / "mine"
     mine.mkdir()

@@ -324,6 +324,7 @@ class EpisodeWriter:
             self._arrays = {k: _require_array(self.group, "data/" + k, self.path) for k in self.info.features}
             self._table_arr = _require_array(self.group, "meta/episodes", self.path)
             self._drop_uncommitted_tail()
+            _drop_creation_leftovers(self.path)
             self._appenders = {
                 k: ChunkAppender(a, self.path / "data" / k, self.n_steps, fsync=fsync)
                 for k, a in self._arrays.items()
@@ -589,6 +590,13 @@ class EpisodeWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _drop_creation_leftovers(path: Path) -> None:
+    """A creation killed after its root zarr.json landed leaves the (empty) staging folder and the marker."""
+    if (path / STAGING_NAME).exists():
+        shutil.rmtree(path / STAGING_NAME)
+    (path / CREATING_MARKER).unlink(missing_ok=True)
 
 
 def _refuse_foreign_contents(path: Path) -> None:
