@@ -205,6 +205,15 @@ runs:
 finetune:
   - {name: push-dppo, algo: dppo, from: push-diffusion, task: push, iterations: 2, envs: 2, steps_per_iteration: 4,
      eval_every: 1, eval_episodes: 1, test_episodes: 2, overrides: {ft_denoising_steps: 3}}
+generated_data:
+  - name: gen
+    task: push
+    episodes: 20
+    test_episodes: 2
+    policy: diffusion_push
+    overrides: {steps: 10, data.success_only: false, policy.n_action_steps: 8, policy.unet.down_dims: "[16,32,64]", policy.unet.step_embed_dim: 32,
+                optim.batch_size: 16}
+    sources: [{name: dppo, from: push-dppo, keep: all}, {name: expert, recipe: push_expert_20}]
 """
 
 
@@ -216,8 +225,9 @@ def test_bench_fine_tunes_a_suite_run_and_reports_start_and_final(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     row = json.loads((out / "finetune/push-dppo/finetune_result.json").read_text())
     assert row["algo"] == "dppo" and row["iterations"] == 2
-    assert row["env_steps"] == 2 * 2 * 4 * 2  # iterations x envs x decisions x actions per decision
-    assert [x for x, _ in row["curve"]] == [16, 32]
+    # at most iterations x envs x decisions x actions per decision (a chunk cut by its episode's end runs fewer)
+    assert 0 < row["curve"][0][0] < row["curve"][1][0] == row["env_steps"] <= 2 * 2 * 4 * 2
+    assert all(row["per_iteration_s"][k] > 0 for k in ("policy_s", "sim_s", "update_s"))
     for phase in ("start", "final"):
         assert row[phase]["episodes"] == 2 and row[phase]["test_seeds"] == [1_000_000, 1_000_001]
     assert load_yaml(out / "finetune/push-dppo/config.yaml")["ft_denoising_steps"] == 3
@@ -225,6 +235,19 @@ def test_bench_fine_tunes_a_suite_run_and_reports_start_and_final(tmp_path):
     assert (
         "push-dppo (dppo)" in report and "goal >= 90%" in report and (out / "finetune.png").stat().st_size > 0
     )
+    gen = json.loads((out / "generated/gen/generated_result.json").read_text())
+    assert [r["source"] for r in gen["rows"]] == ["dppo", "expert"]
+    assert gen["rows"][0]["data"]["sources"] == {"generated": 20} and gen["rows"][1]["data"]["sources"] == {
+        "sim": 20
+    }
+    for r in gen["rows"]:
+        assert (
+            r["data"]["episodes"] == 20
+            and r["policy"]["episodes"] == 2
+            and r["test_seeds"] == [1_000_000, 1_000_001]
+        )
+    text = (out / "generated-gen.md").read_text()
+    assert "policy on dppo data vs on expert data" in text and (out / "generated/gen/paths.png").is_file()
     again = run_cli("bench", "--suite", suite, "--out", out, "--only", "push-dppo", check=True)
     assert "push-dppo: done before" in again.stdout
     suite.write_text(FINETUNE_SUITE.replace("from: push-diffusion,", "from: push-difusion,"))

@@ -147,6 +147,12 @@ class Rollout:
     final_values: torch.Tensor
     successes: int = 0
     episodes: int = 0
+    policy_s: float = 0.0
+    """Seconds in the policy and critic (batched over the copies: one forward per denoising step)."""
+    sim_s: float = 0.0
+    """Seconds stepping the simulated copies."""
+    env_steps: int = 0
+    """Actions executed (a chunk cut by its episode's end executes fewer than T_a)."""
 
 
 def chunk_rollout(
@@ -164,13 +170,21 @@ def chunk_rollout(
     }
     successes = episodes = 0
     t_o = learner.policy.config.n_obs_steps
+    policy_s = sim_s = 0.0
+    env_steps = 0
     for _ in range(decisions):
+        t0 = time.perf_counter()
         obs = to_tensors({k: hist[k] for k in learner.policy.spec.obs}, dev)
         actions, sample, logp = learner.act(obs, gen)
+        t1 = time.perf_counter()
         step = env.step_chunk(actions, history=t_o)
+        t2 = time.perf_counter()
         with torch.no_grad():
             values = learner.value(obs)
             final_v = learner.value(to_tensors({k: step.final_obs[k] for k in learner.keys}, dev))
+        policy_s += (t1 - t0) + (time.perf_counter() - t2)
+        sim_s += t2 - t1
+        env_steps += int(step.executed.sum())
         for k, v in (("obs", obs), ("sample", sample), ("logp", logp), ("values", values),
                      ("reward", torch.as_tensor(step.reward)), ("term", torch.as_tensor(step.terminated)),
                      ("trunc", torch.as_tensor(step.truncated)), ("final", final_v)):  # fmt: skip
@@ -182,7 +196,8 @@ def chunk_rollout(
         obs={k: torch.stack([o[k] for o in rows["obs"]]) for k in rows["obs"][0]},
         sample=torch.stack(rows["sample"]), logp=torch.stack(rows["logp"]), values=torch.stack(rows["values"]),
         reward=torch.stack(rows["reward"]), terminated=torch.stack(rows["term"]), truncated=torch.stack(rows["trunc"]),
-        final_values=torch.stack(rows["final"]), successes=successes, episodes=episodes,
+        final_values=torch.stack(rows["final"]), successes=successes, episodes=episodes, policy_s=policy_s,
+        sim_s=sim_s, env_steps=env_steps,
     )  # fmt: skip
     return ro, hist
 
@@ -206,16 +221,19 @@ def on_policy_finetune(
     rng = np.random.default_rng([cfg.seed, 13])
     gen = torch.Generator().manual_seed(cfg.seed)
     log = RunLog(run, True, cfg.iterations, 0, f"finetune {cfg.algo}", progress)
-    t0, decisions = time.perf_counter(), 0
+    t0, decisions, env_steps = time.perf_counter(), 0, 0
     try:
         with VectorEnv(cfg.task, cfg.envs, seeds + cfg.seed * 100_000, cfg.workers) as env:
             first = env.reset()
             hist = {k: np.repeat(v[:, None], policy.config.n_obs_steps, axis=1) for k, v in first.items()}
             for it in range(1, cfg.iterations + 1):
                 ro, hist = chunk_rollout(env, hist, cfg.steps_per_iteration, learner, gen, cfg.device)
+                t_update = time.perf_counter()
                 metrics = learner.update(ro, rng)
                 decisions += cfg.steps_per_iteration * cfg.envs
-                record = {"step": it, "decisions": decisions, "seconds": time.perf_counter() - t0, **metrics}
+                env_steps += ro.env_steps
+                record = {"step": it, "decisions": decisions, "env_steps": env_steps, "seconds": time.perf_counter() - t0, **metrics,
+                          "policy_s": ro.policy_s, "sim_s": ro.sim_s, "update_s": time.perf_counter() - t_update}  # fmt: skip
                 if ro.episodes:
                     record["episode_success_rate"] = ro.successes / ro.episodes
                 log.bar.update(1)

@@ -68,8 +68,8 @@ def run_finetunes(
         if folder.exists():  # interrupted: on-policy fine-tuning starts fresh
             shutil.rmtree(folder)
         per_iter = cfg.envs * cfg.steps_per_iteration * actions_per_decision(start_policy)
-        print(f"\n== {e['name']}: {cfg.algo} from {e['from']}, {cfg.iterations} iterations x {per_iter} environment "
-              f"steps in {cfg.task}")  # fmt: skip
+        print(f"\n== {e['name']}: {cfg.algo} from {e['from']}, {cfg.iterations} iterations x up to {per_iter} "
+              f"environment steps in {cfg.task}")  # fmt: skip
         t0 = time.perf_counter()
         run_algorithm(cfg.algo, "finetune", cfg, folder)
         seconds = time.perf_counter() - t0
@@ -82,14 +82,15 @@ def run_finetunes(
             start_file.write_text(json.dumps(start_row, indent=1))
         final_row = _eval_row(resolve_policy_folder(folder), cfg.task, episodes, workers)
         metrics = read_metrics(folder / "metrics.jsonl")
-        decisions = {m["step"]: m["decisions"] for m in metrics if "decisions" in m}
-        n_act = actions_per_decision(start_policy)
+        done = {m["step"]: m["env_steps"] for m in metrics if "env_steps" in m}
         row = {
             "name": e["name"], "algo": cfg.algo, "task": cfg.task, "from": e["from"], "seed": cfg.seed,
-            "iterations": cfg.iterations, "env_steps": cfg.iterations * per_iter, "seconds": seconds,
+            "iterations": cfg.iterations, "env_steps": max(done.values()), "seconds": seconds,
             "start": start_row, "final": final_row,
-            "curve": [(decisions[m["step"]] * n_act, m["eval_success_rate"]) for m in metrics if "eval_success_rate" in m],
-            "rollout_curve": [(m["decisions"] * n_act, m["episode_success_rate"]) for m in metrics
+            "curve": [(done[m["step"]], m["eval_success_rate"]) for m in metrics if "eval_success_rate" in m],
+            "per_iteration_s": {k: sum(m.get(k, 0.0) for m in metrics if "decisions" in m) / cfg.iterations
+                                for k in ("policy_s", "sim_s", "update_s")},
+            "rollout_curve": [(m["env_steps"], m["episode_success_rate"]) for m in metrics
                               if "episode_success_rate" in m],
         }  # fmt: skip
         (folder / RESULT).write_text(json.dumps(row, indent=1))
@@ -110,10 +111,22 @@ def goal_line(r: dict[str, Any], target: float = 0.9, gain: float = 0.2) -> str:
 
 def write_finetune_report(results: list[dict[str, Any]], out_dir: Path) -> Path:
     rows = [(r["task"], r["algo"], r["from"], pct(r["start"]), pct(r["final"]),
-             f"{r['start']['rms_jerk']:.3f} -> {r['final']['rms_jerk']:.3f}", r["env_steps"], f"{r['seconds']:.0f}")
+             f"{r['start']['rms_jerk']:.3f} -> {r['final']['rms_jerk']:.3f}", r["env_steps"], f"{r['seconds']:.0f}",
+             " / ".join(f"{r['per_iteration_s'][k]:.1f}" for k in ("policy_s", "sim_s", "update_s")))
             for r in results]  # fmt: skip
     text = "# Fine-tuning suite: start and last checkpoint on the test seeds\n\n" + format_markdown(
-        ["task", "algo", "start run", "start", "fine-tuned", "action jerk", "env steps", "seconds"], rows
+        [
+            "task",
+            "algo",
+            "start run",
+            "start",
+            "fine-tuned",
+            "action jerk",
+            "env steps",
+            "seconds",
+            "s per iteration: policy / sim / update",
+        ],
+        rows,  # fmt: skip
     )
     text += "\n\n" + "\n".join(goal_line(r) for r in results) + "\n"
     path = out_dir / "finetune.md"

@@ -55,6 +55,21 @@ def load_suite(name_or_path: str) -> dict[str, Any]:
                 f"{p}: finetune entry '{f.get('name')}' needs name, algo, task and a starting run among the suite's runs"
                 + (f" (missing: {', '.join(missing)})" if missing else f" (unknown run: {f['from']})")
             )
+    tuned = {f["name"] for f in suite.get("finetune") or []}
+    for g in suite.get("generated_data") or []:
+        bad = [
+            s.get("from") for s in g.get("sources", []) if "recipe" not in s and s.get("from") not in tuned
+        ]
+        if (
+            bad
+            or len(g.get("sources", [])) < 2
+            or not all(k in g for k in ("name", "task", "episodes", "policy"))
+        ):
+            raise RobostackError(
+                f"{p}: generated_data entry '{g.get('name')}' needs name, task, episodes, policy and two or more "
+                "sources, each a recipe or a finetune entry"
+                + (f" (unknown: {', '.join(map(str, bad))})" if bad else "")
+            )
     for c in suite.get("compose") or []:
         unknown = [n for n in c.get("parents", []) if n not in names]
         if len(c.get("parents", [])) < 2 or unknown or "task" not in c:
@@ -264,6 +279,13 @@ def run_suite(
         rows = run_finetunes(suite["finetune"], out_dir, eval_workers, only)
         if rows:
             print(f"fine-tuning report: {write_finetune_report(rows, out_dir)}")
+    for entry in suite.get("generated_data") or []:
+        if only and entry["name"] not in only:
+            continue
+        from robostack.bench.generated_data import run_generated_data, write_generated_report
+
+        report = run_generated_data(entry, out_dir, eval_workers, make_dataset)
+        print(f"generated-data report: {write_generated_report(report, out_dir)}")
     if suite.get("compose"):
         from robostack.bench.gpc_suite import run_compositions, write_gpc_report
 
