@@ -36,6 +36,10 @@ class PPOConfig(OnPolicyConfig):
     epochs: int = 10
     batch_size: int = 256
     """Decisions per minibatch."""
+    min_std: float = 0.1
+    """Floor on the policy's standard deviation (normalised actions) when drawing and scoring, as DPPO's noise floors:
+    behaviour cloning leaves a learned std near zero, where a log-likelihood summed over a chunk makes every ratio
+    explode (approx-KL 3-226 per update without it on push)."""
 
 
 class GaussianPPOLearner(ChunkLearner):
@@ -48,6 +52,7 @@ class GaussianPPOLearner(ChunkLearner):
     def log_prob(self, obs: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         """log pi(x | s) summed over the executed rows' elements (B,)."""
         mean, std = self.policy.distribution(obs)
+        std = std.clamp_min(self.cfg.min_std)
         lp = -0.5 * ((x - mean) / std) ** 2 - std.log() - 0.5 * np.log(2 * np.pi)
         return lp[:, : self.t_a].sum(dim=(1, 2))
 
@@ -56,6 +61,7 @@ class GaussianPPOLearner(ChunkLearner):
         self, obs: dict[str, torch.Tensor], gen: torch.Generator
     ) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
         mean, std = self.policy.distribution(obs)
+        std = std.clamp_min(self.cfg.min_std)
         x = mean + std * torch.randn(mean.shape, generator=gen)
         actions = self.policy.normalizer.unnormalize("action", x.clamp(-1.0, 1.0))[:, : self.t_a]
         return self.policy.clip_actions(actions).numpy(), x, self.log_prob(obs, x)
