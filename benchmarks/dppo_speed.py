@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
 from pathlib import Path
@@ -48,11 +49,16 @@ def main() -> None:
     )
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument(
+        "--epochs", type=int, default=10, help="PPO epochs per update (DPPO's Robomimic setting: 10)"
+    )
     ap.add_argument("--out", default="benchmarks/results/dppo_speed.md")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     policy = load_policy(resolve_policy_folder(args.policy), "cpu").train()
-    cfg = DPPOConfig(from_run=args.policy, task=args.task, envs=args.envs, steps_per_iteration=args.decisions)
+    cfg = DPPOConfig(from_run=args.policy, task=args.task, envs=args.envs, steps_per_iteration=args.decisions,
+                     epochs=args.epochs)  # fmt: skip
+    load = os.getloadavg()[0]
     learner = DPPOLearner(cfg, policy)
     t_o, t_a = policy.config.n_obs_steps, policy.config.n_action_steps
     gen = torch.Generator().manual_seed(0)
@@ -104,7 +110,8 @@ def main() -> None:
         ("one DPPO iteration (rollout + update)", "", "", f"{iteration:.2f}"),
     ]  # fmt: skip
     head = f"{args.task}, {args.envs} copies x {args.decisions} decisions of {t_a} actions, K = {learner.steps}, " \
-           f"K' = {cfg.ft_denoising_steps}, {args.threads} threads, median of {args.rounds} rounds"  # fmt: skip
+           f"K' = {cfg.ft_denoising_steps}, {cfg.epochs} epochs of minibatches of {cfg.batch_size}, {args.threads} threads, " \
+           f"median of {args.rounds} rounds; load average {load:.1f} on {os.cpu_count()} cores at the start"  # fmt: skip
     table = format_markdown(["", "env steps / s", "vs simulator", "seconds"], rows)
     print(head + "\n\n" + table)
     out = Path(args.out)
@@ -112,7 +119,7 @@ def main() -> None:
     shares = {k: med[k] / iteration for k in ("rollout_policy", "rollout_sim", "update")}
     out.write_text(
         f"# DPPO speed\n\n{head}. Command: `.venv/bin/python benchmarks/dppo_speed.py --policy {args.policy} "
-        f"--envs {args.envs} --decisions {args.decisions} --rounds {args.rounds} --threads {args.threads}`\n\n{table}\n\n"
+        f"--envs {args.envs} --decisions {args.decisions} --rounds {args.rounds} --threads {args.threads} --epochs {args.epochs}`\n\n{table}\n\n"
         f"Share of an iteration: policy + critic {100 * shares['rollout_policy']:.0f}%, simulation "
         f"{100 * shares['rollout_sim']:.0f}%, update {100 * shares['update']:.0f}%. Steps counted as executed (a chunk cut by "
         "its episode's end executes fewer than T_a).\n"
