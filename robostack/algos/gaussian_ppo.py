@@ -37,9 +37,8 @@ class PPOConfig(OnPolicyConfig):
     batch_size: int = 256
     """Decisions per minibatch."""
     min_std: float = 0.1
-    """Floor on the policy's standard deviation (normalised actions) when drawing and scoring, as DPPO's noise floors:
-    behaviour cloning leaves a learned std near zero, where a log-likelihood summed over a chunk makes every ratio
-    explode (approx-KL 3-226 per update without it on push)."""
+    """Floor on the policy's standard deviation (normalised actions) when drawing and scoring, as DPPO's noise floors
+    (sigma_min 0.1), so both methods explore and score alike."""
 
 
 class GaussianPPOLearner(ChunkLearner):
