@@ -61,7 +61,7 @@ def run_generated_data(
     entry: dict[str, Any], out_dir: Path, workers: int, make_dataset: Callable[[str, Path], Path]
 ) -> dict[str, Any]:
     from robostack.algos.bc import train
-    from robostack.bench.runner import train_config, trained_steps
+    from robostack.bench.recipes import train_config, trained_steps
     from robostack.eval.generate import GenerateConfig, generate
 
     root = out_dir / "generated" / entry["name"]

@@ -15,20 +15,19 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from robostack.bench.recipes import train_config, trained_steps
 from robostack.bench.report import write_report
 from robostack.bench.results import RunResult
 from robostack.compare.lerobot_diffusion import LEROBOT
-from robostack.config import apply_overrides, from_dict, load_yaml
+from robostack.config import load_yaml
 from robostack.errors import RobostackError
 from robostack.eval.seeds import first_seed
-from robostack.policies.loading import LAST
 from robostack.sim.base import REPO_ROOT
 from robostack.train.config import TrainConfig
 from robostack.utils.generators import alternate, drain
 
 SUITES = REPO_ROOT / "configs" / "bench"
 RECIPES = REPO_ROOT / "datasets" / "recipes"
-POLICIES = REPO_ROOT / "configs" / "policies"
 
 
 def load_suite(name_or_path: str) -> dict[str, Any]:
@@ -101,20 +100,6 @@ def make_dataset(recipe_name: str, out_dir: Path) -> Path:
     cfg = DemoConfig(out=str(path), **recipe)
     print(generate_demos(cfg).table())
     return path
-
-
-def train_config(policy_name: str, data: Path, overrides: list[str]) -> TrainConfig:
-    cfg = load_yaml(POLICIES / f"{policy_name}.yaml")
-    cfg = apply_overrides(cfg, [f"data.path={data}", "eval.episodes=0", *overrides])
-    return from_dict(TrainConfig, cfg)
-
-
-def trained_steps(folder: Path) -> int | None:
-    """Step of the run's last checkpoint, or None when it has none (``checkpoints/last`` names ``step_NNNNNNNN``)."""
-    last = folder / "checkpoints" / LAST
-    if not last.is_file():
-        return None
-    return int(last.read_text().strip().removeprefix("step_"))
 
 
 # Fields that decide what a run learns (the rest only change how it is computed). ``steps`` is one: the learning-rate
