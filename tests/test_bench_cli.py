@@ -250,6 +250,15 @@ def test_bench_fine_tunes_a_suite_run_and_reports_start_and_final(tmp_path):
     assert "policy on dppo data vs on expert data" in text and (out / "generated/gen/paths.png").is_file()
     again = run_cli("bench", "--suite", suite, "--out", out, "--only", "push-dppo", check=True)
     assert "push-dppo: done before" in again.stdout
+    # successes from a policy that never succeeds would take hours of rollouts: refused up front
+    suite.write_text(
+        FINETUNE_SUITE.replace("from: push-dppo, keep: all}", "from: push-dppo}").replace(
+            "name: gen", "name: gen2"
+        )
+    )
+    assert_one_line_error(
+        run_cli("bench", "--suite", suite, "--out", out, "--only", "gen2"), "too rarely to generate 20"
+    )
     suite.write_text(FINETUNE_SUITE.replace("from: push-diffusion,", "from: push-difusion,"))
     assert_one_line_error(
         run_cli("bench", "--suite", suite, "--out", out),

@@ -17,6 +17,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from robostack.bench.finetune_suite import RESULT as FINETUNE_RESULT
 from robostack.bench.verdicts import pct, separation
 from robostack.errors import RobostackError
 from robostack.eval.dataset_quality import measure, plot_paths
@@ -34,16 +35,25 @@ def source_dataset(src: dict[str, Any], entry: dict[str, Any], out_dir: Path, wo
     if "recipe" in src:
         return make_dataset(src["recipe"], out_dir)
     from robostack.data import EpisodeStore
-    from robostack.eval.generate import GenerateConfig, generate
+    from robostack.eval.generate import MAX_ATTEMPTS_PER_EPISODE, GenerateConfig, generate
 
     policy = out_dir / "finetune" / src["from"]
+    episodes = int(entry["episodes"])
     if not (policy / "checkpoints").is_dir():
         raise RobostackError(f"generated_data source {src['name']}: fine-tuning entry not run: {policy}")
     path = out_dir / "datasets" / f"{entry['name']}-{src['name']}.zarr"
-    episodes = int(entry["episodes"])
     if (path / "zarr.json").exists() and EpisodeStore(path).n_episodes >= episodes:
         return path
     keep = src.get("keep", "success")
+    tuned = (
+        json.loads((policy / FINETUNE_RESULT).read_text()) if (policy / FINETUNE_RESULT).is_file() else None
+    )
+    if keep == "success" and tuned and tuned["final"]["success_rate"] < 1 / MAX_ATTEMPTS_PER_EPISODE:
+        # generate would roll out up to MAX_ATTEMPTS_PER_EPISODE x episodes (hours of failures) and still fall short
+        raise RobostackError(
+            f"generated_data source {src['name']}: {src['from']} succeeds {100 * tuned['final']['success_rate']:.1f}% "
+            f"after fine-tuning, too rarely to generate {episodes} successful episodes"
+        )
     print(f"dataset {path.name}: {episodes} rollouts of {src['from']} (kept: {keep})")
     # appending resumes an interrupted generation; seeds continue after the store's largest
     print(generate(GenerateConfig(policy=str(policy), task=entry["task"], episodes=episodes - _have(path),
