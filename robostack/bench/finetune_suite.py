@@ -126,7 +126,7 @@ def write_finetune_report(results: list[dict[str, Any]], out_dir: Path) -> Path:
             "seconds",
             "s per iteration: policy / sim / update",
         ],
-        rows,  # fmt: skip
+        rows,
     )
     text += "\n\n" + "\n".join(goal_line(r) for r in results) + "\n"
     path = out_dir / "finetune.md"

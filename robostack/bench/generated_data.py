@@ -34,7 +34,6 @@ def source_dataset(src: dict[str, Any], entry: dict[str, Any], out_dir: Path, wo
     default, or all)."""
     if "recipe" in src:
         return make_dataset(src["recipe"], out_dir)
-    from robostack.data import EpisodeStore
     from robostack.eval.generate import MAX_ATTEMPTS_PER_EPISODE, GenerateConfig, generate
 
     policy = out_dir / "finetune" / src["from"]
@@ -42,7 +41,7 @@ def source_dataset(src: dict[str, Any], entry: dict[str, Any], out_dir: Path, wo
     if not (policy / "checkpoints").is_dir():
         raise RobostackError(f"generated_data source {src['name']}: fine-tuning entry not run: {policy}")
     path = out_dir / "datasets" / f"{entry['name']}-{src['name']}.zarr"
-    if (path / "zarr.json").exists() and EpisodeStore(path).n_episodes >= episodes:
+    if _have(path) >= episodes:
         return path
     keep = src.get("keep", "success")
     tuned = (
