@@ -51,3 +51,11 @@ def test_value_ensemble_without_layer_norm():
     x = torch.randn(3, 4)
     assert v(x).shape == (2, 3)
     torch.testing.assert_close(v(x)[1], _member(v.mlp, 1)(x).squeeze(-1))
+
+
+def test_a_member_subset_computes_only_those_members_exactly():
+    torch.manual_seed(2)
+    q = QEnsemble(feature_dim=4, action_dim=2, members=6, hidden=[16, 8])
+    feats, acts = torch.randn(5, 4), torch.randn(5, 2)
+    subset = torch.tensor([4, 1])
+    torch.testing.assert_close(q(feats, acts, subset), q(feats, acts)[subset], rtol=0, atol=0)

@@ -148,7 +148,8 @@ def test_takeover_recording_and_sigkill(ros, model, tmp_path):
 
 def _session_feeds_rlif(store, tmp_path) -> None:
     """The lab's loop after a recording: `finetune --algo rlif --data SESSION.zarr` learns from the takeovers the
-    ROS recorder wrote (no simulator, no task reward), and the result exports as the next model."""
+    ROS recorder wrote (no simulator, no task reward), the result exports as the next model, and that model runs
+    the closed loop through ROS."""
     from robostack.policies import build_policy, save_policy
 
     from ros_harness import SPEC, _ks
@@ -163,6 +164,12 @@ def _session_feeds_rlif(store, tmp_path) -> None:
     first = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])
     assert first["takeover_onsets"] == 1  # the one takeover of the recorded episode
     assert run_cli("export", "--policy", out, "--out", tmp_path / "next.onnx").returncode == 0
+    # ... and the next model drives the simulated robot in closed loop through ROS
+    proc = run_cli(
+        "eval", "--policy", tmp_path / "next.onnx", "--task", "push", "--episodes", "1", "--ros", "--json"
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["policy_status"]["commands"] > 0
 
 
 def test_estop_stops_the_human_during_a_takeover(ros, model, tmp_path):

@@ -278,3 +278,43 @@ def test_bad_input_is_one_line(tmp_path, chunk_run, push_store):
         run_cli("teleop", "--task", "push", "--device", "gamepad", "--out", tmp_path / "f.zarr"),
         "no gamepad found",
     )
+
+
+def test_teleop_sessions_update_the_policy_that_then_drives_the_ros_closed_loop(tmp_path, push_store):
+    """The lab's loop from the operator's side: deploy a single-step policy, take over with the scripted device,
+    `finetune --algo rlif --data SESSIONS.zarr` (no simulator, no task reward), export, and the next model drives
+    the simulated robot through ROS (real rclpy processes)."""
+    start = tmp_path / "start"
+    run_cli(
+        "train", "--policy", "gaussian", "--data", push_store, "--out", start, "--steps", "40",
+        "--policy.horizon=1", "--policy.n_action_steps=1", "--policy.hidden_dims=[32,32]", "--eval.episodes=0",
+        check=True,
+    )  # fmt: skip
+    script = write_script(
+        tmp_path / "s.yaml",
+        [
+            {"episode": 0, "step": 5, "press": ["left shift", "right"]},
+            {"episode": 0, "step": 12, "release": ["left shift", "right"]},
+            {"episode": 0, "step": 30, "tap": ["n"]},
+            {"episode": 1, "step": 8, "press": ["left shift", "up"]},
+            {"episode": 1, "step": 15, "release": ["left shift", "up"]},
+            {"episode": 1, "step": 25, "tap": ["n"]},
+        ],
+    )
+    sessions = tmp_path / "sessions.zarr"
+    run_cli("teleop", "--task", "push", "--policy", start, "--device", script, "--out", sessions,
+            "--episodes", "2", check=True)  # fmt: skip
+    out = tmp_path / "rlif"
+    proc = run_cli("finetune", "--algo", "rlif", "--from", start, "--data", sessions, "--out", out,
+                   "--updates=20", "--sac.batch_size=16", "--sac.critics=4", "--log_every=10")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    first = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])
+    # 30 + 25 recorded steps; an episode the operator ended ('n') has no next observation after its last step
+    assert EpisodeStore(sessions).n_steps == 55 and first["transitions"] == 53
+    assert first["takeover_onsets"] == 2  # one per scripted takeover
+    model = tmp_path / "next.onnx"
+    assert run_cli("export", "--policy", out, "--out", model).returncode == 0
+    proc = run_cli("eval", "--policy", model, "--task", "push", "--episodes", "1", "--ros", "--json")
+    assert proc.returncode == 0, proc.stderr
+    res = json.loads(proc.stdout)
+    assert res["episodes"] == 1 and res["policy_status"]["commands"] > 0

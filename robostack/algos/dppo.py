@@ -60,11 +60,17 @@ class DPPOConfig(OnPolicyConfig):
     epochs: int = 10
     batch_size: int = 256
     """Decisions per minibatch (each carries its K' denoising steps)."""
+    ratio_over: str = "executed"
+    """Elements of each denoising step the ratio averages: ``executed`` (the T_a actions run in the environment,
+    the authors' ``reward_horizon``) or ``chain`` (all T_p predicted actions: the exact likelihood of the whole
+    transition, so the trust region also covers the unexecuted part, which the U-Net reads at the next step)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if isinstance(self.sampling, dict):
             self.sampling = StochasticSampling(**self.sampling)
+        if self.ratio_over not in ("executed", "chain"):
+            raise RobostackError(f"ratio_over must be 'executed' or 'chain', got {self.ratio_over!r}")
 
 
 class DPPOLearner(ChunkLearner):
@@ -81,10 +87,11 @@ class DPPOLearner(ChunkLearner):
         self.discount = denoising_discount(cfg.ft_denoising_steps, cfg.gamma_denoise)
         t_o, t_a = policy.config.n_obs_steps, policy.config.n_action_steps
         self.executed = slice(t_o - 1, t_o - 1 + t_a)
+        self.scored = self.executed if cfg.ratio_over == "executed" else slice(None)
 
     def old_logp(self, logp: torch.Tensor) -> torch.Tensor:
-        """(B, K', T_p, Da) elementwise -> (B, K'): clamped, averaged over the executed actions' elements."""
-        return logp[:, :, self.executed].clamp(LOGP_MIN, LOGP_MAX).mean(dim=(2, 3))
+        """(B, K', T_p, Da) elementwise -> (B, K'): clamped, averaged over the scored elements (``ratio_over``)."""
+        return logp[:, :, self.scored].clamp(LOGP_MIN, LOGP_MAX).mean(dim=(2, 3))
 
     @torch.no_grad()
     def act(

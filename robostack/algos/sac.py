@@ -178,7 +178,7 @@ class SACLearner:
         with torch.no_grad():
             a2, logp2 = self.sample_action(nxt)
             subset = torch.randperm(cfg.critics, device=self.device)[: cfg.critic_subset]
-            next_q = self.target(self.features(nxt), a2)[subset]
+            next_q = self.target(self.features(nxt), a2, subset)
             y = td_target(batch["reward"], batch["terminated"], next_q, logp2, self.temperature.alpha, cfg.gamma,
                           cfg.backup_entropy)  # fmt: skip
         q = self.critic(self.features(obs), self.normalized_action(batch["action"]))

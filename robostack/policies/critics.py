@@ -26,8 +26,11 @@ class EnsembleLinear(nn.Module):
         nn.init.uniform_(self.weight, -bound, bound)
         nn.init.uniform_(self.bias, -bound, bound)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.baddbmm(self.bias, x, self.weight)
+    def forward(self, x: torch.Tensor, members: torch.Tensor | None = None) -> torch.Tensor:
+        """``members``: indices of the members to run (all by default); ``x`` then holds that many."""
+        if members is None:
+            return torch.baddbmm(self.bias, x, self.weight)
+        return torch.baddbmm(self.bias[members], x, self.weight[members])
 
 
 class EnsembleLayerNorm(nn.Module):
@@ -39,8 +42,9 @@ class EnsembleLayerNorm(nn.Module):
         self.bias = nn.Parameter(torch.zeros(members, 1, dim))
         self.eps = eps
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.layer_norm(x, x.shape[-1:], eps=self.eps) * self.weight + self.bias
+    def forward(self, x: torch.Tensor, members: torch.Tensor | None = None) -> torch.Tensor:
+        w, b = (self.weight, self.bias) if members is None else (self.weight[members], self.bias[members])
+        return F.layer_norm(x, x.shape[-1:], eps=self.eps) * w + b
 
 
 class EnsembleMLP(nn.Module):
@@ -62,8 +66,14 @@ class EnsembleMLP(nn.Module):
         layers.append(EnsembleLinear(members, d, out_dim))
         self.net = nn.Sequential(*layers)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x.unsqueeze(0).expand(self.members, *x.shape))
+    def forward(self, x: torch.Tensor, members: torch.Tensor | None = None) -> torch.Tensor:
+        """``members``: run only these members, (len(members), B, out) -- REDQ's random-subset target computes the
+        two members it takes the minimum of, not all E."""
+        count = self.members if members is None else len(members)
+        x = x.unsqueeze(0).expand(count, *x.shape)
+        for layer in self.net:
+            x = layer(x, members) if isinstance(layer, EnsembleLinear | EnsembleLayerNorm) else layer(x)
+        return x
 
 
 class QEnsemble(nn.Module):
@@ -77,8 +87,11 @@ class QEnsemble(nn.Module):
         self.members = members
         self.mlp = EnsembleMLP(members, feature_dim + action_dim, 1, hidden or [256, 256], layer_norm)
 
-    def forward(self, features: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        return self.mlp(torch.cat([features, actions], dim=-1)).squeeze(-1)
+    def forward(
+        self, features: torch.Tensor, actions: torch.Tensor, members: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """(E, B), or (len(members), B) for the given members only."""
+        return self.mlp(torch.cat([features, actions], dim=-1), members).squeeze(-1)
 
 
 class VEnsemble(nn.Module):
