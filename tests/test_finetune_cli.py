@@ -84,6 +84,73 @@ def test_rlif_and_sac_run_end_to_end(tmp_path, bc_run):
     assert EpisodeStore(tmp_path / "value" / "online.zarr").n_steps == 200
 
 
+def test_a_killed_rlif_run_resumes_bit_for_bit(tmp_path, bc_run):
+    """SIGKILL after the first checkpoint, then --resume: the same actor weights, critic state, online episodes and
+    logged metrics as the uninterrupted run (the episodes the killed run recorded after its checkpoint are checked
+    against the resumed run's, not written twice)."""
+    import pickle
+    import signal
+    import subprocess
+    import time
+
+    from conftest import ROBOSTACK
+
+    args = ["finetune", "--algo", "rlif", "--from", str(bc_run), "--task", "push", "--env-steps", "1600",
+            "--intervener", "deviation", "--expert-level", "0.6", *SMALL, "--eval_every=400"]  # fmt: skip
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    assert run_cli(*args, "--out", whole).returncode == 0
+    proc = subprocess.Popen(
+        [*ROBOSTACK, *args, "--out", str(cut)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    deadline = time.monotonic() + 300
+    while not (cut / "checkpoints" / "last").exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    at_checkpoint = EpisodeStore(cut / "online.zarr").n_episodes
+    while EpisodeStore(cut / "online.zarr").n_episodes == at_checkpoint and proc.poll() is None:
+        time.sleep(0.02)  # killed once an episode after the checkpoint is recorded: the resume must match it
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    killed_at = (cut / "checkpoints" / "last").read_text().strip()
+    saved = pickle.loads((cut / "checkpoints" / killed_at / "online_state.pkl").read_bytes())
+    assert (
+        killed_at != "step_00001600"
+        and EpisodeStore(cut / "online.zarr").n_episodes > saved["episodes_written"]
+    )
+    resumed = run_cli("finetune", "--algo", "rlif", "--out", cut, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    last = "checkpoints/step_00001600"
+    for name in ("model.safetensors",):
+        assert (whole / last / name).read_bytes() == (cut / last / name).read_bytes()
+    a, b = (torch_load(d / last / "train_state.pt") for d in (whole, cut))
+    for key in ("critic", "target", "temperature", "critic_opt"):
+        for k, v in a[key].items():
+            if hasattr(v, "shape"):
+                assert torch_equal(v, b[key][k]), (key, k)
+    sa, sb = EpisodeStore(whole / "online.zarr"), EpisodeStore(cut / "online.zarr")
+    assert sa.n_episodes == sb.n_episodes and sa.n_steps == sb.n_steps == 1600
+    for key in ("action", "is_intervention", "obs/object"):
+        np.testing.assert_array_equal(sa.read(key), sb.read(key))
+    timing = {"env_steps_per_s"}
+    ra, rb = ([{k: v for k, v in json.loads(x).items() if k not in timing} for x in (d / "metrics.jsonl").read_text().splitlines()]
+              for d in (whole, cut))  # fmt: skip
+    assert ra == rb
+    again = run_cli("finetune", "--algo", "rlif", "--out", cut, "--resume")
+    assert_one_line_error(again, "the run finished")
+
+
+def torch_load(path):
+    import torch
+
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+
+    return bool(torch.equal(a, b))
+
+
 def test_hg_dagger_aggregates_takeovers_and_retrains(tmp_path, bc_run):
     out = tmp_path / "hg"
     proc = run_cli(

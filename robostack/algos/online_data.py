@@ -56,11 +56,16 @@ class OnlineRunConfig:
 
 
 class EpisodeRows:
-    """Each copy's rows of its running episode; a finished episode is written to the store whole."""
+    """Each copy's rows of its running episode; a finished episode is written to the store whole.
 
-    def __init__(self, writer: EpisodeWriter, n: int, task: str, rate: float) -> None:
+    ``written``: episodes of this run's history in the store (at a resume, those before its checkpoint). Episodes
+    the store holds beyond them were recorded by the killed run after its checkpoint; the resumed run finishes the
+    same episodes again, so each is checked against the recorded one instead of written twice."""
+
+    def __init__(self, writer: EpisodeWriter, n: int, task: str, rate: float, written: int = 0) -> None:
         self.writer, self.task, self.rate = writer, task, rate
         self.rows: list[dict[str, list[np.ndarray]]] = [{} for _ in range(n)]
+        self.index = written
 
     def add(self, i: int, row: dict[str, np.ndarray]) -> None:
         for k, v in row.items():
@@ -78,10 +83,27 @@ class EpisodeRows:
         data["timestamp"] = np.arange(len(data["action"]), dtype=np.float64) / self.rate
         quality = "policy" if not data["is_intervention"].any() else "human"
         source = "intervention" if data["is_intervention"].any() else "sim"
-        self.writer.add_episode(
-            data, success=success, source=source, task=self.task, seed=seed, quality=quality
-        )
+        if self.index < self.writer.n_episodes:
+            self._check_recorded(self.index, data, seed)
+        else:
+            self.writer.add_episode(
+                data, success=success, source=source, task=self.task, seed=seed, quality=quality
+            )
+        self.index += 1
         self.rows[i] = {}
+
+    def _check_recorded(self, index: int, data: dict[str, np.ndarray], seed: int) -> None:
+        from robostack.data.store import EpisodeStore
+
+        store = EpisodeStore(self.writer.path)
+        meta = store.episodes()[index]
+        recorded = store.read_episode(index, ["action", "is_intervention"])
+        same = meta.seed == seed and all(np.array_equal(recorded[k], data[k]) for k in recorded)
+        if not same:
+            raise RobostackError(
+                f"{self.writer.path}: the resumed run's episode {index} differs from the one recorded before the "
+                "kill (the resume is not exact on this machine)"
+            )
 
 
 def online_features(spec: Any) -> dict[str, FeatureSpec]:

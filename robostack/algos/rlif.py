@@ -13,6 +13,7 @@ gaussian policy folder that ``robostack eval`` / ``export`` and the ROS node tak
 from __future__ import annotations
 
 import os
+import pickle
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -39,13 +40,13 @@ from robostack.data.store import EpisodeWriter
 from robostack.errors import RobostackError
 from robostack.eval.seeds import RANGES
 from robostack.policies.checkpoint import load_policy, save_policy
-from robostack.policies.loading import resolve_policy_folder
+from robostack.policies.loading import LAST, resolve_policy_folder
 from robostack.sim.registry import task_spec
 from robostack.sim.vector_env import VectorEnv
 from robostack.train.data import to_tensors
 from robostack.train.hooks import evaluate_checkpoint
 from robostack.train.run_log import RunLog, write_run_files
-from robostack.train.state import checkpoint_folder, mark_last, save_train_state
+from robostack.train.state import checkpoint_folder, load_train_state, mark_last, save_train_state
 
 
 @dataclass
@@ -76,7 +77,10 @@ class OnlineConfig(OnlineRunConfig):
 class _OnlineRun:
     """The loop's state: learner, replay, environments, intervener, recorder, counters."""
 
-    def __init__(self, cfg: OnlineConfig, out: Path, progress: bool) -> None:
+    def __init__(
+        self, cfg: OnlineConfig, out: Path, progress: bool, saved: dict[str, Any] | None = None
+    ) -> None:
+        """``saved``: the last checkpoint's loop state (an exact ``--resume``), else a fresh run."""
         self.cfg, self.out = cfg, out
         folder = resolve_policy_folder(cfg.from_run)
         actor = load_policy(folder).train()
@@ -104,9 +108,15 @@ class _OnlineRun:
         self.window_steps, self.window_interventions = 0, 0
         self.running_seeds = np.zeros(cfg.envs, np.int64)
         # what holds resources last, once every check has passed; ``close`` releases them
-        self.writer = EpisodeWriter.create(out / "online.zarr", online_store_info(self.spec, cfg.task))
-        self.episodes = EpisodeRows(self.writer, cfg.envs, cfg.task, self.spec.control_rate_hz)
-        self.log = RunLog(out, True, cfg.env_steps, 0, f"finetune {cfg.algo}", progress)
+        store = out / "online.zarr"
+        if saved is None:
+            self.writer = EpisodeWriter.create(store, online_store_info(self.spec, cfg.task))
+        else:
+            self.writer = EpisodeWriter.open(store)
+        written = saved["episodes_written"] if saved else 0
+        self.episodes = EpisodeRows(self.writer, cfg.envs, cfg.task, self.spec.control_rate_hz, written)
+        start = saved["steps"] if saved else 0
+        self.log = RunLog(out, True, cfg.env_steps, start, f"finetune {cfg.algo}", progress)
         self.env = VectorEnv(cfg.task, cfg.envs, ONLINE_SEEDS + cfg.seed * 100_000, cfg.workers,
                              expert_level=cfg.expert_level)  # fmt: skip
 
@@ -236,21 +246,92 @@ def _learn(run: _OnlineRun) -> dict[str, float]:
     return metrics
 
 
-def _checkpoint(run: _OnlineRun, evaluate: bool) -> dict[str, Any]:
-    folder = save_learner(run.out, run.steps, run.learner, run.stats, run.rng, run.cfg)
-    if evaluate and run.cfg.eval_episodes > 0:
-        return evaluate_checkpoint(folder, run.cfg.task, run.cfg.eval_episodes, 1, RANGES["train-eval"].start)
-    return {}
+def _checkpoint(run: _OnlineRun, obs: dict[str, np.ndarray], marks: tuple[int, int]) -> dict[str, Any]:
+    """The actor and the learner's state, its evaluation, then the loop's state (``--resume`` continues from there
+    exactly); ``last`` moves to it once all of it is written."""
+    folder = save_learner(run.out, run.steps, run.learner, run.stats, run.rng, run.cfg, mark=False)
+    result: dict[str, Any] = {}
+    if run.cfg.eval_episodes > 0:
+        result = evaluate_checkpoint(
+            folder, run.cfg.task, run.cfg.eval_episodes, 1, RANGES["train-eval"].start
+        )
+        run.log.log({"step": run.steps, "eval_success_rate": result["success_rate"]})
+    save_loop_state(run, obs, marks, folder)
+    mark_last(run.out, folder)
+    return result
+
+
+ONLINE_STATE = "online_state.pkl"
+
+
+def save_loop_state(
+    run: _OnlineRun, obs: dict[str, np.ndarray], marks: tuple[int, int], folder: Path
+) -> None:
+    """Everything besides the networks that the next environment step depends on: every copy's simulator and
+    expert, the observations, transitions waiting for their reward, unfinished episodes, the online replay, the
+    intervener, the counters and the random streams as they are after the checkpoint's evaluation."""
+    iv = run.intervener
+    state = {
+        "env": run.env.snapshot(), "obs": obs, "pending": run.pending, "was_acting": run.was_acting,
+        "intervened": run.intervened, "finished": run.finished, "steps": run.steps, "updates": run.updates,
+        "owed": run.owed, "window": (run.window_steps, run.window_interventions), "running_seeds": run.running_seeds,
+        "intervener": None if iv is None else (iv.rng.bit_generator.state, iv.left, iv.straying),
+        "rows": run.episodes.rows, "episodes_written": run.episodes.index, "replay": run.replay.online_state(),
+        "marks": marks, "numpy_rng": run.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+    }  # fmt: skip
+    tmp = folder / (ONLINE_STATE + ".partial")
+    with tmp.open("wb") as f:
+        pickle.dump(state, f)
+    os.replace(tmp, folder / ONLINE_STATE)
+
+
+def load_loop_state(run_dir: Path) -> dict[str, Any]:
+    last = run_dir / "checkpoints" / LAST
+    path = run_dir / "checkpoints" / last.read_text().strip() / ONLINE_STATE if last.is_file() else None
+    if path is None or not path.is_file():
+        raise RobostackError(f"{run_dir}: nothing to resume (no checkpoint with the online loop's state)")
+    with path.open("rb") as f:
+        return pickle.load(f)
+
+
+def restore_loop_state(run: _OnlineRun, saved: dict[str, Any]) -> dict[str, np.ndarray]:
+    """Put ``save_loop_state``'s state back (the learner's networks and optimisers are loaded beside it)."""
+    load_train_state(run.out, run.learner.state_objects(), run.rng)
+    run.env.restore(saved["env"])
+    run.pending, run.was_acting, run.intervened = saved["pending"], saved["was_acting"], saved["intervened"]
+    run.finished, run.steps, run.updates, run.owed = (
+        saved["finished"],
+        saved["steps"],
+        saved["updates"],
+        saved["owed"],
+    )
+    run.window_steps, run.window_interventions = saved["window"]
+    run.running_seeds = saved["running_seeds"]
+    if run.intervener is not None:
+        rng_state, run.intervener.left, run.intervener.straying = saved["intervener"]
+        run.intervener.rng.bit_generator.state = rng_state
+    run.episodes.rows = saved["rows"]
+    run.replay.load_online_state(saved["replay"])
+    run.rng.bit_generator.state = saved["numpy_rng"]
+    torch.set_rng_state(saved["torch_rng"])
+    return saved["obs"]
 
 
 def save_learner(
-    out: Path, step: int, learner: SACLearner, stats: Any, rng: np.random.Generator, cfg: Any
+    out: Path,
+    step: int,
+    learner: SACLearner,
+    stats: Any,
+    rng: np.random.Generator,
+    cfg: Any,
+    mark: bool = True,
 ) -> Path:
-    """The actor as a policy folder, with the learner's whole state beside it; ``last`` moves to it."""
+    """The actor as a policy folder, with the learner's whole state beside it; ``last`` moves to it (``mark``)."""
     folder = checkpoint_folder(out, step)
     save_policy(learner.actor, folder, stats, {"step": step, "train_config": asdict(cfg)})
     save_train_state(folder, step, learner.state_objects(), rng)
-    mark_last(out, folder)
+    if mark:
+        mark_last(out, folder)
     return folder
 
 
@@ -296,22 +377,37 @@ def learn_from_sessions(cfg: OnlineConfig, out: Path, progress: bool) -> Path:
 def finetune(
     cfg: OnlineConfig, out: str | os.PathLike[str], resume: bool = False, progress: bool = True
 ) -> Path:
-    """Fine-tune ``cfg.from_run`` online; returns the run folder (its last checkpoint is the fine-tuned policy)."""
-    if resume:
-        raise RobostackError(
-            "online fine-tuning starts fresh (its episodes are in online.zarr); use another --out"
-        )
+    """Fine-tune ``cfg.from_run`` online; returns the run folder (its last checkpoint is the fine-tuned policy).
+    ``resume``: continue a killed run from its last checkpoint exactly as the uninterrupted run would have gone on
+    (same actions, takeovers, updates and recorded episodes)."""
     run_dir = Path(out)
-    if (run_dir / "config.yaml").exists():
-        raise RobostackError(f"{run_dir}: a run already exists here (choose another --out)")
-    write_run_files(run_dir, cfg, None)
-    if not cfg.task:
-        return learn_from_sessions(cfg, run_dir, progress)
-    run = _OnlineRun(cfg, run_dir, progress)
+    if resume:
+        if not cfg.task:
+            raise RobostackError("learning from recorded sessions starts fresh; use another --out")
+        saved = load_loop_state(run_dir)
+        if saved["steps"] >= cfg.env_steps:
+            raise RobostackError(
+                f"{run_dir}: the run finished ({saved['steps']} environment steps); fine-tune further with "
+                f"--from {run_dir} and another --out"
+            )
+    else:
+        if (run_dir / "config.yaml").exists():
+            raise RobostackError(
+                f"{run_dir}: a run already exists here (pass --resume to continue it, or another --out)"
+            )
+        write_run_files(run_dir, cfg, None)
+        if not cfg.task:
+            return learn_from_sessions(cfg, run_dir, progress)
+        saved = None
+    run = _OnlineRun(cfg, run_dir, progress, saved)
     t0 = time.perf_counter()
     try:
-        obs = run.env.reset()
-        next_log, next_eval = cfg.log_every, cfg.eval_every
+        if saved is None:
+            obs = run.env.reset()
+            next_log, next_eval = cfg.log_every, cfg.eval_every
+        else:
+            obs = restore_loop_state(run, saved)
+            next_log, next_eval = saved["marks"]
         while run.steps < cfg.env_steps:
             obs = _collect(run, obs)
             metrics = _learn(run)
@@ -321,11 +417,8 @@ def finetune(
                 run.log.log(_record(run, metrics, time.perf_counter() - t0))
             if cfg.eval_every and run.steps >= next_eval and run.steps < cfg.env_steps:
                 next_eval += cfg.eval_every
-                result = _checkpoint(run, evaluate=True)
-                run.log.log({"step": run.steps, "eval_success_rate": result["success_rate"]})
-        result = _checkpoint(run, evaluate=True)
-        if result:
-            run.log.log({"step": run.steps, "eval_success_rate": result["success_rate"]})
+                _checkpoint(run, obs, (next_log, next_eval))
+        _checkpoint(run, obs, (next_log, next_eval))
         run.episodes.flush(run.running_seeds)
     finally:
         run.env.close()

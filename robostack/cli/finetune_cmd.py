@@ -38,14 +38,22 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--reference", help="value intervener's judge: a finished `finetune --algo sac` run")
     p.add_argument("--data", action="append", help="offline store mixed into the replay (repeatable)")
     p.add_argument("--device", help="cpu | cuda")
+    p.add_argument(
+        "--resume", action="store_true", help="rlif/sac: continue the killed run in --out from its last checkpoint"
+    )
     p.set_defaults(func=cmd_finetune, accepts_overrides=True)
 
 
 def resolve_config(args: argparse.Namespace, overrides: list[str]):
+    from pathlib import Path
+
     from robostack.algos.registry import get_algorithm
     from robostack.config import apply_overrides, from_dict, load_yaml
 
     data = load_yaml(args.config) if args.config else {}
+    saved = Path(args.out) / "config.yaml"
+    if getattr(args, "resume", False) and not args.config and saved.exists():
+        data = load_yaml(saved)  # the run's own config; flags and overrides still apply on top
     data["algo"] = args.algo
     sets = []
     for flag, key in FLAGS.items():
@@ -64,7 +72,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     from robostack.algos.registry import run_algorithm
 
     cfg = resolve_config(args, getattr(args, "overrides", []))
-    run = run_algorithm(args.algo, "finetune", cfg, args.out)
+    run = run_algorithm(args.algo, "finetune", cfg, args.out, resume=args.resume)
     if hasattr(cfg, "iterations"):
         how = f"{cfg.iterations} iterations in {cfg.task}"
     elif cfg.task:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -136,6 +137,19 @@ class ReplayBuffer:
             self.online[k][pos] = batch[k]
         self._next = int((self._next + n) % self.capacity)
         self._n_online = min(self.capacity, self._n_online + n)
+
+    def online_state(self) -> dict[str, Any]:
+        """The online ring as it stands (rows in use, write position): what an exact resume puts back."""
+        n = self._n_online
+        return {"rows": {k: v[:n].copy() for k, v in self.online.items()}, "next": self._next, "n": n}
+
+    def load_online_state(self, state: dict[str, Any]) -> None:
+        n = int(state["n"])
+        if n > self.capacity or set(state["rows"]) != set(self.keys):
+            raise RobostackError("the saved replay does not fit this buffer (another capacity or keys)")
+        for k in self.keys:
+            self.online[k][:n] = state["rows"][k]
+        self._n_online, self._next = n, int(state["next"])
 
     def _gather(self, offline_idx: np.ndarray, online_idx: np.ndarray) -> dict[str, np.ndarray]:
         return {

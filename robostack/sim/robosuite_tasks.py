@@ -8,6 +8,7 @@ base frame, gripper (-1 open, +1 close). Cameras are optional (``camera=...``, o
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import logging
 import os
@@ -16,6 +17,7 @@ import warnings
 import xml.etree.ElementTree as ET
 from typing import Any
 
+import mujoco
 import numpy as np
 from gymnasium import spaces
 from scipy.spatial.transform import Rotation
@@ -144,9 +146,10 @@ class RobosuiteTask(SimTask):
         for cam in cameras:
             obs[f"image_{cam}"] = FeatureSpec("uint8", (image_size, image_size, 3), units="RGB")
         self.spec_ = TaskSpec(**{**spec.__dict__, "obs": obs})
-        self.cameras = tuple(cameras)
+        self.cameras, self.image_size = tuple(cameras), image_size
         self.env = _make_env(env_name, spec.max_steps, self.cameras, image_size)
         self._raw: dict[str, np.ndarray] = {}
+        self._seed: int | None = None
         self.observation_space = spaces.Dict(
             {
                 k: spaces.Box(0, 255, v.shape, np.uint8)
@@ -185,12 +188,51 @@ class RobosuiteTask(SimTask):
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):  # type: ignore[override]
         super().reset(seed=seed)
+        self._seed = seed
         # robosuite's placement samplers share env.rng; reseeding it in place makes reset(seed=s) reproducible.
         self.env.rng.bit_generator.state = np.random.default_rng(seed).bit_generator.state
         self._raw = self.env.reset()
         for g in self._grippers():  # without a hard reset robosuite keeps the last episode's gripper command
             g.current_action = np.zeros(2)
         return self.observe(), {"success": False}
+
+    def _controllers(self) -> list[Any]:
+        return [p for robot in self.env.robots for p in robot.composite_controller.part_controllers.values()]
+
+    def _controller_values(self) -> list[dict[str, Any]]:
+        """Every controller's numeric attributes (goals, gains, cached kinematics)."""
+        plain = (np.ndarray, float, int, bool, type(None))
+        return [
+            {k: copy.deepcopy(v) for k, v in vars(p).items() if isinstance(v, plain)}
+            for p in self._controllers()
+        ]
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled as what rebuilds it exactly, since robosuite's environment holds closures that do not pickle: the
+        task and its episode's seed, MuJoCo's whole data (robosuite's controllers read the kinematics of the last
+        substep's start, which the integration state alone does not give back), the gripper commands, the
+        controllers' goals and cached kinematics, and robosuite's step counter (snapshots of a running online
+        fine-tuning, ``sim.vector_env``)."""
+        grip = [np.asarray(g.current_action, np.float64).copy() for g in self._grippers()]
+        return {"name": self.spec_.name, "cameras": self.cameras, "image_size": self.image_size, "seed": self._seed,
+                "data": self.env.sim.data._data, "grip": grip, "controllers": self._controller_values(),
+                "timestep": self.env.timestep, "raw": self._raw,
+                "obs_cache": copy.deepcopy(self.env._obs_cache), "np_random": self.np_random.bit_generator.state}  # fmt: skip
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["name"], state["cameras"], state["image_size"])  # type: ignore[misc]
+        self.reset(seed=state["seed"])  # the episode's objects and placements; then its exact state
+        mujoco.mj_copyData(self.env.sim.data._data, self.env.sim.model._model, state["data"])
+        for g, a in zip(self._grippers(), state["grip"], strict=True):
+            g.current_action = a
+        for part, values in zip(self._controllers(), state["controllers"], strict=True):
+            for k, v in values.items():
+                setattr(part, k, v)
+        self.env.timestep = state["timestep"]
+        self._raw = state["raw"]
+        # some observables read others' values from the last step's cache (Can's object-to-gripper vector)
+        self.env._obs_cache = state["obs_cache"]
+        self.np_random.bit_generator.state = state["np_random"]
 
     def step(self, action: np.ndarray):  # type: ignore[override]
         a = np.asarray(action, np.float64).reshape(7)

@@ -19,6 +19,7 @@ import contextlib
 import itertools
 import multiprocessing as mp
 import os
+import pickle
 from dataclasses import dataclass
 from typing import Any
 
@@ -153,6 +154,30 @@ class _Copies:
 
     def expert_actions(self) -> list[np.ndarray]:
         return [np.asarray(e.act(o), np.float32) for e, o in zip(self.experts, self.obs, strict=True)]
+
+    def snapshot(self) -> list[bytes]:
+        """Each copy's whole state (simulator, expert, counters, observation history), one blob per copy: restoring
+        them continues every episode exactly, whatever the number of worker processes then."""
+        return [
+            pickle.dumps(
+                (
+                    self.tasks[j],
+                    self.experts[j],
+                    self.episodes[j],
+                    self.steps[j],
+                    self.seeds[j],
+                    self.obs[j],
+                    self.hist[j],
+                )
+            )  # fmt: skip
+            for j in range(len(self.tasks))
+        ]
+
+    def restore(self, blobs: list[bytes]) -> list[bool]:
+        for j, blob in enumerate(blobs):
+            (self.tasks[j], self.experts[j], self.episodes[j], self.steps[j], self.seeds[j], self.obs[j],
+             self.hist[j]) = pickle.loads(blob)  # fmt: skip
+        return [True] * len(blobs)
 
 
 def _worker(conn: Any, args: tuple) -> None:
@@ -294,6 +319,19 @@ class VectorEnv:
     def expert_actions(self) -> np.ndarray:
         """(N, Da): each copy's scripted expert's action for its current observation."""
         return np.stack(self._call("expert_actions"))
+
+    def snapshot(self) -> list[bytes]:
+        """Every copy's state, one blob per copy (``restore`` takes it back in a VectorEnv of the same task, copies
+        and seed, with any number of workers): what an exact ``--resume`` of an online run needs."""
+        return list(self._call("snapshot"))
+
+    def restore(self, blobs: list[bytes]) -> None:
+        if len(blobs) != self.num_envs:
+            raise RobostackError(f"the snapshot holds {len(blobs)} copies, this environment {self.num_envs}")
+        if self._local is not None:
+            self._local.restore(blobs)
+        else:
+            self._call("restore", [(blobs[a:b],) for a, b in self._slices])
 
     def close(self) -> None:
         for conn in self._conns:
