@@ -39,7 +39,9 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", action="append", help="offline store mixed into the replay (repeatable)")
     p.add_argument("--device", help="cpu | cuda")
     p.add_argument(
-        "--resume", action="store_true", help="rlif/sac: continue the killed run in --out from its last checkpoint"
+        "--resume",
+        action="store_true",
+        help="rlif/sac: continue the killed run in --out from its last checkpoint",
     )
     p.set_defaults(func=cmd_finetune, accepts_overrides=True)
 
