@@ -10,28 +10,16 @@ import argparse
 import time
 from pathlib import Path
 
-import numpy as np
-
 from robostack.eval.metrics import wilson_interval
 from robostack.eval.seeds import RANGES
-from robostack.sim.quality import EXPERT_LEVELS
-from robostack.sim.vector_env import VectorEnv
+from robostack.sim.quality import EXPERT_LEVELS, expert_success
 from robostack.utils.table import format_markdown
 
 
 def measure(task: str, level: float, episodes: int, envs: int = 8) -> tuple[int, int, float]:
-    """(successes, episodes, seconds) over the episodes of seeds first .. first + episodes - 1: a fixed set, not the
-    first ones to finish (successful episodes end sooner, so counting those would favour success)."""
+    """(successes, episodes, seconds) on the selection range's episodes (``sim.quality.expert_success``)."""
     t0 = time.perf_counter()
-    succ, done = 0, 0
-    first = RANGES["selection"].start + 500_000
-    with VectorEnv(task, envs, seed=first, expert_level=level) as env:
-        env.reset()
-        while done < episodes:
-            step = env.step(env.expert_actions())
-            for i in np.flatnonzero(step.done & (step.episode_seed < first + episodes)):
-                succ += int(step.success[i])
-                done += 1
+    succ, done = expert_success(task, level, RANGES["selection"].start + 500_000, episodes, envs)
     return succ, done, time.perf_counter() - t0
 
 

@@ -264,3 +264,45 @@ def test_bench_fine_tunes_a_suite_run_and_reports_start_and_final(tmp_path):
         run_cli("bench", "--suite", suite, "--out", out),
         "starting run among the suite's runs (unknown run: push-difusion)",
     )
+
+
+INTERACTIVE_SUITE = """
+name: tiny-interactive
+runs:
+  - name: push-start
+    dataset: push_expert_20
+    policy: gaussian_push
+    overrides: {steps: 40, policy.n_obs_steps: 1, policy.horizon: 1, policy.n_action_steps: 1, policy.hidden_dims: "[32,32]"}
+    eval: {task: push, episodes: 1, workers: 1, seeds: selection}
+interactive:
+  - {name: push-rlif, algo: rlif, from: push-start, task: push, intervener: {rule: deviation}, expert_level: 0.6,
+     env_steps: 240, envs: 4, eval_every: 120, eval_episodes: 1, test_episodes: 2, learning_starts: 100, log_every: 40,
+     updates_per_env_step: 0.25, overrides: {sac.batch_size: 32, sac.critics: 4, sac.hidden: "[32,32]"}}
+  - {name: push-hg, algo: hg-dagger, from: push-start, task: push, intervener: {rule: deviation}, expert_level: 0.6,
+     env_steps: 240, envs: 4, rounds: 2, bc_steps: 20, eval_episodes: 1, test_episodes: 2}
+"""
+
+
+def test_bench_interactive_compares_rlif_and_hg_dagger_with_the_expert(tmp_path):
+    suite = tmp_path / "int.yaml"
+    suite.write_text(INTERACTIVE_SUITE)
+    out = tmp_path / "bench"
+    proc = run_cli("bench", "--suite", suite, "--out", out, "--eval-workers", "1")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = {
+        n: json.loads((out / f"interactive/{n}/interactive_result.json").read_text())
+        for n in ("push-rlif", "push-hg")
+    }
+    for r in rows.values():
+        assert r["expert_level"] == 0.6 and r["intervener"] == "deviation" and r["env_steps"] == 240
+        for phase in ("start", "final", "expert"):
+            assert r[phase]["episodes"] == 2 and r[phase]["test_seeds"] == [1_000_000, 1_000_001]
+        assert r["interventions"] and all(0.0 <= v <= 1.0 for _, v in r["interventions"])
+    assert [s for s, _ in rows["push-rlif"]["curve"]] == [120, 240]
+    assert [s for s, _ in rows["push-hg"]["curve"]] == [120, 240]  # one point per round
+    assert rows["push-rlif"]["start"] == rows["push-hg"]["start"]  # one start, evaluated once
+    report = (out / "interactive.md").read_text()
+    assert "RLIF" in report and "HG-DAgger" in report and "against the expert" in report
+    assert (out / "interactive.png").stat().st_size > 0
+    again = run_cli("bench", "--suite", suite, "--out", out, "--only", "push-hg", check=True)
+    assert "push-hg: done before" in again.stdout

@@ -54,6 +54,13 @@ def load_suite(name_or_path: str) -> dict[str, Any]:
                 f"{p}: finetune entry '{f.get('name')}' needs name, algo, task and a starting run among the suite's runs"
                 + (f" (missing: {', '.join(missing)})" if missing else f" (unknown run: {f['from']})")
             )
+    for f in suite.get("interactive") or []:
+        missing = [k for k in ("name", "algo", "from", "task") if k not in f]
+        if missing or f["from"] not in names:
+            raise RobostackError(
+                f"{p}: interactive entry '{f.get('name')}' needs name, algo, task and a starting run among the suite's runs"
+                + (f" (missing: {', '.join(missing)})" if missing else f" (unknown run: {f['from']})")
+            )
     tuned = {f["name"] for f in suite.get("finetune") or []}
     for g in suite.get("generated_data") or []:
         bad = [
@@ -264,6 +271,12 @@ def run_suite(
         rows = run_finetunes(suite["finetune"], out_dir, eval_workers, only)
         if rows:
             print(f"fine-tuning report: {write_finetune_report(rows, out_dir)}")
+    if suite.get("interactive"):
+        from robostack.bench.interactive_suite import run_interactive, write_interactive_report
+
+        rows = run_interactive(suite["interactive"], out_dir, eval_workers, only)
+        if rows:
+            print(f"interactive report: {write_interactive_report(rows, out_dir)}")
     for entry in suite.get("generated_data") or []:
         if only and entry["name"] not in only:
             continue

@@ -12,7 +12,7 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--suite",
         default="smoke",
-        help="smoke | standard | dart, recovery, obs_noise (ablations) | dppo, o2o, gpc (methods) | path to a suite YAML",
+        help="smoke | standard | dart, recovery, obs_noise (ablations) | dppo, o2o, gpc, interactive (methods) | path to a suite YAML",
     )
     p.add_argument("--out", default=None, help="results folder (default: runs/bench-<suite>)")
     p.add_argument("--only", default="", help="comma-separated run names to run")
