@@ -216,7 +216,9 @@ def finetune(
                          "segments": counts["segments"], "episode_success_rate":
                          counts["successes"] / max(1, counts["episodes"])})  # fmt: skip
                 if cfg.eval_episodes > 0:  # each round's policy without interventions: the learning curve
-                    result = evaluate_checkpoint(policy_dir, cfg.task, cfg.eval_episodes, 1, RANGES["train-eval"].start)
+                    result = evaluate_checkpoint(
+                        policy_dir, cfg.task, cfg.eval_episodes, 1, RANGES["train-eval"].start
+                    )
                     log.log({"step": steps_done, "eval_success_rate": result["success_rate"]})
         final = checkpoint_folder(run, steps_done)
         shutil.copytree(policy_dir, final, ignore=shutil.ignore_patterns("train_state.pt"))

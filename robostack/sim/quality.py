@@ -225,4 +225,3 @@ def expert_success(task: str, level: float, first_seed: int, episodes: int, envs
                 succ += int(step.success[i])
                 done += 1
     return succ, done
-
