@@ -105,6 +105,7 @@ class _OnlineRun:
         self.finished: list[tuple[bool, bool]] = []  # (success, had an intervention) of finished episodes
         self.intervened = np.zeros(cfg.envs, bool)  # the running episode has had a takeover
         self.steps, self.updates, self.owed = 0, 0, 0.0
+        self.steps_at_start = 0
         self.window_steps, self.window_interventions = 0, 0
         self.running_seeds = np.zeros(cfg.envs, np.int64)
         # what holds resources last, once every check has passed; ``close`` releases them
@@ -408,6 +409,7 @@ def finetune(
         else:
             obs = restore_loop_state(run, saved)
             next_log, next_eval = saved["marks"]
+        run.steps_at_start = run.steps  # the rate counts this process's steps
         while run.steps < cfg.env_steps:
             obs = _collect(run, obs)
             metrics = _learn(run)
@@ -429,7 +431,7 @@ def finetune(
 
 def _record(run: _OnlineRun, metrics: dict[str, float], seconds: float) -> dict[str, Any]:
     recent = run.finished[-50:]
-    rec: dict[str, Any] = {"step": run.steps, "updates": run.updates, "env_steps_per_s": run.steps / seconds,
+    rec: dict[str, Any] = {"step": run.steps, "updates": run.updates, "env_steps_per_s": (run.steps - run.steps_at_start) / seconds,
                            "episodes": len(run.finished), **metrics}  # fmt: skip
     if recent:
         rec["episode_success_rate"] = float(np.mean([s for s, _ in recent]))
