@@ -33,12 +33,13 @@ def run_o2o(
     """``make_dataset(recipe, out_dir)`` is the runner's (it owns the recipes)."""
     results = []
     for e in entries:
-        if only and e["name"] not in only:
-            continue
         folder = out_dir / "o2o" / e["name"]
-        if (folder / RESULT).is_file():
-            print(f"\n== {e['name']}: done before, reading {folder / RESULT}")
+        if (folder / RESULT).is_file():  # every finished entry is in the report, selected or not
+            if not only or e["name"] in only:
+                print(f"\n== {e['name']}: done before, reading {folder / RESULT}")
             results.append(json.loads((folder / RESULT).read_text()))
+            continue
+        if only and e["name"] not in only:
             continue
         if folder.exists():  # interrupted: the online phase cannot resume, so the entry starts again
             import shutil
