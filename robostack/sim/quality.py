@@ -61,8 +61,13 @@ class NoisyExpert(Expert):
 
 #: Degraded experts for simulated interveners, by the success they are meant to have on their own: the expert with
 #: action noise 0.3 and per-step detour probability chosen per task so its success lands near the level
-#: (calibrated on push, 100 seeds per setting; measured per level by ``benchmarks/expert_levels.py``).
-EXPERT_LEVELS: dict[str, dict[float, float]] = {"push": {0.9: 0.135, 0.6: 0.21, 0.3: 0.275}}
+#: (push: calibrated on 100 seeds per setting; lift: 60 selection-range seeds per setting, where the noise alone
+#: already brings the expert to 68% (27/40), so lift has no 0.9 level; measured per level by
+#: ``benchmarks/expert_levels.py``).
+EXPERT_LEVELS: dict[str, dict[float, float]] = {
+    "push": {0.9: 0.135, 0.6: 0.21, 0.3: 0.275},
+    "lift": {0.6: 0.01, 0.3: 0.04},
+}
 
 
 def degraded_expert(task: str, level: float, expert: Expert, rng: np.random.Generator) -> Expert:
