@@ -12,12 +12,13 @@ from pathlib import Path
 
 from robostack.eval.metrics import wilson_interval
 from robostack.eval.seeds import RANGES
-from robostack.sim.quality import EXPERT_LEVELS, expert_success
+from robostack.sim.expert_alone import expert_success
+from robostack.sim.quality import EXPERT_LEVELS
 from robostack.utils.table import format_markdown
 
 
 def measure(task: str, level: float, episodes: int, envs: int = 8) -> tuple[int, int, float]:
-    """(successes, episodes, seconds) on the selection range's episodes (``sim.quality.expert_success``)."""
+    """(successes, episodes, seconds) on the selection range's episodes (``sim.expert_alone.expert_success``)."""
     t0 = time.perf_counter()
     succ, done = expert_success(task, level, RANGES["selection"].start + 500_000, episodes, envs)
     return succ, done, time.perf_counter() - t0

@@ -24,7 +24,7 @@ from robostack.eval.evaluate import evaluate
 from robostack.eval.metrics import wilson_interval
 from robostack.eval.seeds import seed_range
 from robostack.policies.loading import resolve_policy_folder
-from robostack.sim.quality import expert_success
+from robostack.sim.expert_alone import expert_success
 from robostack.train.run_log import read_metrics
 from robostack.utils.table import format_markdown
 

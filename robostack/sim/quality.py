@@ -212,21 +212,3 @@ def make_actor(
     if tier == "recovery":
         return RecoveryExpert(expert, rng)
     raise RobostackError(f"cannot act with tier '{tier}'")
-
-
-def expert_success(task: str, level: float, first_seed: int, episodes: int, envs: int = 8) -> tuple[int, int]:
-    """(successes, episodes) of the expert degraded to ``level`` acting alone on the episodes of seeds
-    ``first_seed .. first_seed + episodes - 1``: a fixed set, not the first ones to finish (successful episodes end
-    sooner, so counting those would favour success)."""
-    from robostack.sim.vector_env import VectorEnv
-
-    succ = done = 0
-    envs = max(1, min(envs, episodes))
-    with VectorEnv(task, envs, seed=first_seed, expert_level=level) as env:
-        env.reset()
-        while done < episodes:
-            step = env.step(env.expert_actions())
-            for i in np.flatnonzero(step.done & (step.episode_seed < first_seed + episodes)):
-                succ += int(step.success[i])
-                done += 1
-    return succ, done
