@@ -134,12 +134,14 @@ class _OnlineRun:
 
 
 def offline_replay(cfg: OnlineConfig, keys: list[str]) -> ReplayBuffer:
-    """The ``data`` stores' transitions; rlif's reward from their interventions (refused when they hold none)."""
+    """The ``data`` stores' transitions; rlif's reward from their interventions. Learning from recorded sessions only
+    (no ``task``), stores without a takeover leave nothing to learn and are refused; in simulation they are prior data
+    (RLPD's demonstrations, reward 0 throughout) beside the online takeovers."""
     reward_fn = (
         (lambda buf: intervention_rewards(_flags(buf), buf.episode_ends)) if cfg.algo == "rlif" else None
     )
     replay, _ = ReplayBuffer.from_stores(cfg.data, keys, cfg.replay_capacity, reward_fn=reward_fn)
-    if cfg.algo == "rlif" and not (replay.offline["reward"] < 0).any():
+    if cfg.algo == "rlif" and not cfg.task and not (replay.offline["reward"] < 0).any():
         raise RobostackError(
             "--algo rlif: the --data stores hold no interventions (no takeover to learn from)"
         )
