@@ -19,18 +19,20 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-KC, O, T, DEPTH = 1280, 256, 16, 10
+KC, OUT, T, DEPTH = 1280, 256, 16, 10
 
 
 class Separate(torch.nn.Module):
     def __init__(self) -> None:
         super().__init__()
-        self.w = torch.nn.ParameterList([torch.nn.Parameter(torch.randn(KC, O) / KC**0.5) for _ in range(2)])
+        self.w = torch.nn.ParameterList(
+            [torch.nn.Parameter(torch.randn(KC, OUT) / KC**0.5) for _ in range(2)]
+        )
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         for _ in range(DEPTH):
-            a = torch.tanh(a @ self.w[0]).repeat(1, 1, KC // O)
-            b = torch.tanh(b @ self.w[1]).repeat(1, 1, KC // O)
+            a = torch.tanh(a @ self.w[0]).repeat(1, 1, KC // OUT)
+            b = torch.tanh(b @ self.w[1]).repeat(1, 1, KC // OUT)
         return a, b
 
 
@@ -42,7 +44,7 @@ class Stacked(torch.nn.Module):
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = torch.cat([a, b])
         for _ in range(DEPTH):
-            x = torch.tanh(x @ self.w).repeat(1, 1, KC // O)
+            x = torch.tanh(x @ self.w).repeat(1, 1, KC // OUT)
         return x[0:1], x[1:2]
 
 
@@ -74,7 +76,9 @@ def main() -> None:
                 s.run(None, feed)
             ms[name].append((time.perf_counter() - t0) / args.iters * 1e3)
     base = float(np.median(ms["two 2-D MatMuls per layer"]))
-    print(f"| layers (onnxruntime {ort.__version__}, CPU, 1 thread) | ms per call (median of {args.rounds}) | ratio |")
+    print(
+        f"| layers (onnxruntime {ort.__version__}, CPU, 1 thread) | ms per call (median of {args.rounds}) | ratio |"
+    )
     print("|---|---|---|")
     for name, v in ms.items():
         print(f"| {name} | {np.median(v):.3f} | {np.median(v) / base:.2f}x |")

@@ -170,7 +170,9 @@ def test_hg_dagger_aggregates_takeovers_and_retrains(tmp_path, bc_run):
 def test_bad_finetune_input(tmp_path, bc_run, push_store):
     base = ["finetune", "--from", bc_run, "--task", "push", "--env-steps", "40", *SMALL]
     data_only = ["finetune", "--from", bc_run, "--data", push_store, "--updates=20", *SMALL]
-    assert_one_line_error(run_cli_here(*data_only, "--algo", "rlif", "--out", tmp_path / "a"), "no interventions")
+    assert_one_line_error(
+        run_cli_here(*data_only, "--algo", "rlif", "--out", tmp_path / "a"), "no interventions"
+    )
     assert_one_line_error(
         run_cli_here(*base, "--algo", "rlif", "--intervener", "nope", "--out", tmp_path / "b"),
         "unknown intervener",

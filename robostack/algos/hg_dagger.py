@@ -50,8 +50,9 @@ class HGDaggerConfig(OnlineRunConfig):
     algo: str = "hg-dagger"
     rounds: int = 5
     """Rounds of rollouts and retraining; ``env_steps`` is split evenly over them."""
-    bc_steps: int = 2000
-    """Behaviour-cloning steps of each round's retraining (the starting run's recipe otherwise)."""
+    bc_steps: int = 0
+    """Behaviour-cloning steps of each round's retraining (the starting run's recipe otherwise); 0: the starting
+    run's own steps, so each round's policy is trained as long as the start was."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -89,21 +90,20 @@ def _from_sessions(cfg: HGDaggerConfig, run: Path, source: Path, keys: list[str]
     """The robot-data form: one round on the recorded sessions' takeovers, no simulator."""
     with EpisodeWriter.open(run / "aggregate.zarr") as w:
         segments = _append_session_takeovers(w, cfg.data, keys)
-    round_run = train_bc(
-        _bc_recipe(source, run / "aggregate.zarr", cfg, 0), run / "round_0", progress=progress
-    )
-    final = checkpoint_folder(run, cfg.bc_steps)
+    recipe = _bc_recipe(source, run / "aggregate.zarr", cfg, 0)
+    round_run = train_bc(recipe, run / "round_0", progress=progress)
+    final = checkpoint_folder(run, recipe.steps)
     shutil.copytree(resolve_policy_folder(round_run), final, ignore=shutil.ignore_patterns("train_state.pt"))
     mark_last(run, final)
     with RunLog(run, True, 1, 0, "hg-dagger (recorded sessions)", False) as log:
-        log.log({"step": cfg.bc_steps, "takeover_segments": segments})
+        log.log({"step": recipe.steps, "takeover_segments": segments})
     return run
 
 
 def _bc_recipe(run: Path, data: Path, cfg: HGDaggerConfig, round_index: int) -> TrainConfig:
     saved = load_yaml(run / "config.yaml")
     saved["data"] = {**saved.get("data", {}), "path": str(data), "success_only": True, "max_episodes": None}
-    saved.update(steps=cfg.bc_steps, seed=cfg.seed + round_index, device=cfg.device)
+    saved.update(steps=cfg.bc_steps or saved["steps"], seed=cfg.seed + round_index, device=cfg.device)
     saved["eval"] = {**saved.get("eval", {}), "episodes": 0}
     return from_dict(TrainConfig, saved)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from robostack.errors import RobostackError
@@ -36,20 +38,31 @@ def held_command(cmd: np.ndarray, expert_action: np.ndarray) -> np.ndarray:
 
 
 class NoisyExpert(Expert):
-    """The expert with Gaussian action noise and occasional detours (a held random action for a few steps)."""
+    """The expert with Gaussian action noise and occasional detours (a held random action for a few steps), and
+    optionally slower (``speed`` < 1 scales its motion command, never the gripper's)."""
 
     def __init__(
-        self, expert: Expert, rng: np.random.Generator, noise: float = 0.3, detour_p: float = 0.03
+        self,
+        expert: Expert,
+        rng: np.random.Generator,
+        noise: float = 0.3,
+        detour_p: float = 0.03,
+        speed: float = 1.0,
     ) -> None:
         self.expert = expert
         self.rng = rng
         self.noise = noise
         self.detour_p = detour_p
+        self.speed = speed
         self._detour: np.ndarray | None = None
         self._left = 0
 
     def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
         a = self.expert.act(obs)  # always queried, so a stateful expert keeps its phase
+        if self.speed != 1.0:
+            a = a.copy()
+            motion = slice(0, a.shape[0] - 1) if a.shape[0] == 7 else slice(None)
+            a[motion] *= self.speed
         if self._left == 0 and self.rng.random() < self.detour_p:
             self._detour = self.rng.uniform(-1.0, 1.0, a.shape).astype(np.float32)
             self._left = int(self.rng.integers(3, 9))
@@ -59,14 +72,27 @@ class NoisyExpert(Expert):
         return np.clip(a + self.rng.normal(0.0, self.noise, a.shape), -1.0, 1.0).astype(np.float32)
 
 
-#: Degraded experts for simulated interveners, by the success they are meant to have on their own: the expert with
-#: action noise 0.3 and per-step detour probability chosen per task so its success lands near the level
-#: (push: calibrated on 100 seeds per setting; lift: 60 selection-range seeds per setting, where the noise alone
-#: already brings the expert to 68% (27/40), so lift has no 0.9 level; measured per level by
-#: ``benchmarks/expert_levels.py``).
-EXPERT_LEVELS: dict[str, dict[float, float]] = {
-    "push": {0.9: 0.135, 0.6: 0.21, 0.3: 0.275},
-    "lift": {0.6: 0.01, 0.3: 0.04},
+@dataclass(frozen=True)
+class Degradation:
+    """How an expert is made worse: action noise, a per-step probability of a detour (a held random command for
+    3-8 steps), and a speed factor on its motion command."""
+
+    noise: float = 0.3
+    detour_p: float = 0.0
+    speed: float = 1.0
+
+
+#: Degraded experts for simulated interveners, by the success they are meant to have on their own
+#: (``benchmarks/expert_levels.py`` measures each). An intervener's expert must be a usable labeller, since every
+#: step it takes over becomes a training label (HG-DAgger) or a transition to learn from (RLIF): detours put random
+#: commands into the labels (at push's first calibration, 13.5-27.5% per step, 43-60% of the expert's steps were
+#: detour commands, and HG-DAgger trained on them fell from 16% to 2%), so push's levels are a slower expert with
+#: action noise -- a cautious operator that runs out of time, whose every command still points the right way.
+#: Lift keeps detours at low rates (its noise alone already costs a third of its successes; 5-18% of its steps
+#: are detours at these rates).
+EXPERT_LEVELS: dict[str, dict[float, Degradation]] = {
+    "push": {0.9: Degradation(speed=0.31), 0.6: Degradation(speed=0.245), 0.3: Degradation(speed=0.2)},
+    "lift": {0.6: Degradation(detour_p=0.01), 0.3: Degradation(detour_p=0.04)},
 }
 
 
@@ -78,7 +104,8 @@ def degraded_expert(task: str, level: float, expert: Expert, rng: np.random.Gene
     if level not in levels:
         known = ", ".join(str(x) for x in sorted(levels)) or "none"
         raise RobostackError(f"no expert level {level} for task '{task}' (calibrated: {known}, or 1.0)")
-    return NoisyExpert(expert, rng, noise=0.3, detour_p=levels[level])
+    d = levels[level]
+    return NoisyExpert(expert, rng, noise=d.noise, detour_p=d.detour_p, speed=d.speed)
 
 
 class DartExpert(Expert):
