@@ -61,3 +61,28 @@ def test_random_and_value_rules():
         Intervener(IntervenerConfig(rule="value"), 1, np.random.default_rng(0))
     with pytest.raises(RobostackError, match="unknown intervener"):
         IntervenerConfig(rule="nope")
+
+
+def test_interveners_judge_by_the_experts_intent_when_given():
+    cfg = IntervenerConfig(rule="deviation", threshold=0.5, patience=1, duration=1)
+    scale = np.ones(2)
+    policy = np.array([[1.0, 0.0]])
+    slow = np.array([[0.2, 0.0]])  # a slow expert going the same way: its command strays from the policy's
+    intent = np.array([[1.0, 0.0]])  # what it means to do: the policy's action
+    assert Intervener(cfg, 1, np.random.default_rng(0)).decide({}, policy, slow, scale)[0]
+    assert not Intervener(cfg, 1, np.random.default_rng(0)).decide({}, policy, slow, scale, intent)[0]
+
+
+def test_a_degraded_expert_reports_its_undegraded_intent():
+    from robostack.sim.vector_env import VectorEnv
+
+    with VectorEnv("push", 2, 5, 0, expert_level=0.6) as env:
+        env.reset()
+        action, intent = env.expert_decisions()
+        clean = np.stack([e.expert.act(o) for e, o in zip(env._local.experts, env._local.obs, strict=True)])
+    np.testing.assert_array_equal(intent, clean)
+    assert not np.allclose(action, intent)  # slower and noisy
+    with VectorEnv("push", 2, 5, 0, expert_level=1.0) as env:  # the expert itself: judged by its own actions
+        env.reset()
+        action, intent = env.expert_decisions()
+    np.testing.assert_array_equal(action, intent)

@@ -140,8 +140,8 @@ def _round(cfg: HGDaggerConfig, policy_dir: Path, steps: int, k: int, writers: t
             proposal = policy.predict_chunk({k2: torch.as_tensor(obs[k2][:, None]) for k2 in keys})[
                 :, 0
             ].numpy()
-            expert = env.expert_actions()
-            acting = iv.decide(obs, proposal, expert, scale)
+            expert, intent = env.expert_decisions()
+            acting = iv.decide(obs, proposal, expert, scale, intent)
             executed = np.where(acting[:, None], expert, proposal).astype(np.float32)
             step = env.step(executed)
             for i in range(cfg.envs):

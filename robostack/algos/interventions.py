@@ -74,12 +74,16 @@ class Intervener:
         self.straying = np.zeros(num_envs, np.int64)
 
     def decide(self, obs: dict[str, np.ndarray], policy_action: np.ndarray, expert_action: np.ndarray,
-               action_scale: np.ndarray) -> np.ndarray:  # fmt: skip
-        """Bool (N,): the expert acts. ``action_scale`` maps actions to [-1, 1] units (half the action range)."""
+               action_scale: np.ndarray, intent: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
+        """Bool (N,): the expert acts. ``action_scale`` maps actions to [-1, 1] units (half the action range).
+        ``intent``: what the undegraded expert would do (``VectorEnv.expert_decisions``); the rules judge the
+        policy against it when given (a degraded expert still judges like the expert), else against
+        ``expert_action``."""
         cfg = self.cfg
+        judge = expert_action if intent is None else intent
         active = self.left > 0
         if cfg.rule == "deviation":
-            dist = np.linalg.norm((policy_action - expert_action) / action_scale, axis=1) / np.sqrt(
+            dist = np.linalg.norm((policy_action - judge) / action_scale, axis=1) / np.sqrt(
                 policy_action.shape[1]
             )
             self.straying = np.where(dist > cfg.threshold, self.straying + 1, 0)
@@ -87,7 +91,7 @@ class Intervener:
         elif cfg.rule == "random":
             start = self.rng.random(self.left.shape[0]) < cfg.probability
         else:  # value: RLIF's rule on a reference critic
-            worse = self.value_fn(obs, policy_action) < cfg.alpha * self.value_fn(obs, expert_action)
+            worse = self.value_fn(obs, policy_action) < cfg.alpha * self.value_fn(obs, judge)
             start = self.rng.random(self.left.shape[0]) < np.where(worse, cfg.p_true, 1.0 - cfg.p_true)
         begin = ~active & start
         self.left = np.where(begin, cfg.duration, self.left)

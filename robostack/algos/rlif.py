@@ -188,10 +188,10 @@ def _act(run: _OnlineRun, obs: dict[str, np.ndarray]) -> np.ndarray:
 def _collect(run: _OnlineRun, obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """One vector step: act, let the intervener decide, step, hand transitions to the replay and the store."""
     policy_action = _act(run, obs)
-    expert_action = run.env.expert_actions()
+    expert_action, intent = run.env.expert_decisions()
     acting = np.zeros(run.cfg.envs, bool)
     if run.intervener is not None:
-        acting = run.intervener.decide(obs, policy_action, expert_action, run.action_scale)
+        acting = run.intervener.decide(obs, policy_action, expert_action, run.action_scale, intent)
     executed = np.where(acting[:, None], expert_action, policy_action).astype(np.float32)
     # RLIF: the transition just before an onset (same episode) is penalised; it waits in ``pending`` one step
     onset = acting & ~run.was_acting

@@ -56,9 +56,12 @@ class NoisyExpert(Expert):
         self.speed = speed
         self._detour: np.ndarray | None = None
         self._left = 0
+        self.intent: np.ndarray | None = None
+        """The undegraded expert's command at the last ``act``: what a simulated intervener judges by."""
 
     def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
         a = self.expert.act(obs)  # always queried, so a stateful expert keeps its phase
+        self.intent = a
         if self.speed != 1.0:
             a = a.copy()
             motion = slice(0, a.shape[0] - 1) if a.shape[0] == 7 else slice(None)

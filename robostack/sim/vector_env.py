@@ -155,6 +155,15 @@ class _Copies:
     def expert_actions(self) -> list[np.ndarray]:
         return [np.asarray(e.act(o), np.float32) for e, o in zip(self.experts, self.obs, strict=True)]
 
+    def expert_decisions(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(action, intent) per copy: a degraded expert's command and its undegraded expert's (the same array for
+        an expert that is not degraded)."""
+        out = []
+        for a, e in zip(self.expert_actions(), self.experts, strict=True):
+            intent = getattr(e, "intent", None)
+            out.append((a, a if intent is None else np.asarray(intent, np.float32)))
+        return out
+
     def snapshot(self) -> list[bytes]:
         """Each copy's whole state (simulator, expert, counters, observation history), one blob per copy: restoring
         them continues every episode exactly, whatever the number of worker processes then."""
@@ -319,6 +328,13 @@ class VectorEnv:
     def expert_actions(self) -> np.ndarray:
         """(N, Da): each copy's scripted expert's action for its current observation."""
         return np.stack(self._call("expert_actions"))
+
+    def expert_decisions(self) -> tuple[np.ndarray, np.ndarray]:
+        """((N, Da), (N, Da)): what each copy's expert would execute now, and what its undegraded expert intends.
+        A simulated intervener judges by the intent and acts with the action: a person tells a robot going wrong
+        better than they drive it themselves, which is the premise of learning from interventions."""
+        pairs = self._call("expert_decisions")
+        return np.stack([a for a, _ in pairs]), np.stack([i for _, i in pairs])
 
     def snapshot(self) -> list[bytes]:
         """Every copy's state, one blob per copy (``restore`` takes it back in a VectorEnv of the same task, copies
