@@ -29,10 +29,15 @@ MIXES = {"mixed": MIXED_WEIGHTS, "medium_mixed": MEDIUM_MIXED_WEIGHTS}
 MEDIUM_NOISE, MEDIUM_DETOUR_P = 0.5, 0.2
 
 
+def has_gripper(action: np.ndarray) -> bool:
+    """The robosuite tasks' actions: 6 arm deltas and the gripper's command last; push's 2-D ones have no gripper."""
+    return action.shape[0] == 7
+
+
 def held_command(cmd: np.ndarray, expert_action: np.ndarray) -> np.ndarray:
     """A held random command with the expert's gripper kept: a perturbation that drops the object teaches nothing."""
     out = cmd.copy()
-    if expert_action.shape[0] == 7:
+    if has_gripper(expert_action):
         out[-1] = expert_action[-1]
     return out
 
@@ -64,7 +69,7 @@ class NoisyExpert(Expert):
         self.intent = a
         if self.speed != 1.0:
             a = a.copy()
-            motion = slice(0, a.shape[0] - 1) if a.shape[0] == 7 else slice(None)
+            motion = slice(0, -1) if has_gripper(a) else slice(None)
             a[motion] *= self.speed
         if self._left == 0 and self.rng.random() < self.detour_p:
             self._detour = self.rng.uniform(-1.0, 1.0, a.shape).astype(np.float32)
@@ -139,7 +144,7 @@ class DartExpert(Expert):
         eps = self.rng.normal(0.0, self.noise, label.shape)
         self._n = eps if self._n is None else self.corr * self._n + np.sqrt(1.0 - self.corr**2) * eps
         noise = self._n.copy()
-        if label.shape[0] == 7:
+        if has_gripper(label):
             noise[-1] = 0.0  # a gripper command is binary: noise there would only flicker it
         return np.clip(label + noise, -1.0, 1.0).astype(np.float32), label
 
