@@ -202,7 +202,14 @@ def _summarise(name: str, task: str, results: list[EpisodeResult], seconds: floa
         latency_p99_ms=p99,
         seconds=seconds,
         per_episode=[
-            {"seed": r.seed, "success": r.success, "return": r.ret, "length": r.length} for r in results
+            {
+                "seed": r.seed,
+                "success": r.success,
+                "return": r.ret,
+                "length": r.length,
+                "rms_jerk": r.rms_jerk,
+            }
+            for r in results
         ],
         seed_range=range_of(seeds[0], len(seeds)) if contiguous else "custom",
     )
