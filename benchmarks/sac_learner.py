@@ -4,8 +4,8 @@ Both learn from the same kind of replay (push's 10-d observation, 2-d action, ra
 2 critics of 256 x 256 and an actor of 256 x 256 (robostack's actor is the gaussian family's trunk: Linear +
 LayerNorm + Mish; SB3's is Linear + ReLU), automatic temperature; robostack's critics here without LayerNorm to match
 SB3's. Rounds alternate A and B in one process, so both meet the same phases of a shared machine. Also: the cost of
-RLPD's 10-critic ensemble (LayerNorm on) against 2 critics, and the vector environment's steps per second with the
-policy in the loop.
+RLPD's 10-critic ensemble (LayerNorm on) against 2 critics, each learner also compiled (``sac.compile``; compiled
+before timing), and the vector environment's steps per second with the policy in the loop.
 
     .venv/bin/python benchmarks/sac_learner.py [--updates 200] [--rounds 5] [--threads 2] [--out benchmarks/results/sac_learner.md]
 """
@@ -57,9 +57,13 @@ def _batches(n: int, rng: np.random.Generator) -> list[dict[str, torch.Tensor]]:
     return out
 
 
-def robostack_rate(cfg: SACConfig, updates: int, batches: list) -> float:
+def robostack_learner(cfg: SACConfig, batches: list) -> SACLearner:
     learner = SACLearner(cfg, _actor())
-    learner.update(batches[:1])  # warm-up
+    learner.update(batches[:1])  # warm-up (and compiling, for a compiled learner)
+    return learner
+
+
+def robostack_rate(learner: SACLearner, updates: int, batches: list) -> float:
     t0 = time.perf_counter()
     for i in range(updates):
         learner.update([batches[i % len(batches)]])
@@ -143,18 +147,26 @@ def main() -> None:
     ten = SACConfig(critics=10, hidden=[256, 256], layer_norm=True, batch_size=BATCH)
     two_ln = SACConfig(critics=2, hidden=[256, 256], layer_norm=True, batch_size=BATCH)
     model = sb3_model()
-    rates: dict[str, list[float]] = {"robostack 2 critics": [], "SB3 SAC 2 critics": [], "robostack 2 critics + LN": [],
-                                     "robostack 10 critics + LN (RLPD)": []}  # fmt: skip
+    compiled = lambda c: SACConfig(**{**c.__dict__, "compile": True})  # noqa: E731
+    learners = {
+        "robostack 2 critics": two, "robostack 2 critics + LN": two_ln, "robostack 10 critics + LN (RLPD)": ten,
+        "robostack 2 critics, compiled": compiled(two), "robostack 2 critics + LN, compiled": compiled(two_ln),
+        "robostack 10 critics + LN (RLPD), compiled": compiled(ten),
+    }  # fmt: skip
+    built = {k: robostack_learner(c, batches) for k, c in learners.items()}
+    rates: dict[str, list[float]] = {"SB3 SAC 2 critics": [], **{k: [] for k in learners}}
     for r in range(args.rounds):
-        rates["robostack 2 critics"].append(robostack_rate(two, args.updates, batches))
         rates["SB3 SAC 2 critics"].append(sb3_rate(model, args.updates))
-        rates["robostack 2 critics + LN"].append(robostack_rate(two_ln, args.updates, batches))
-        rates["robostack 10 critics + LN (RLPD)"].append(robostack_rate(ten, args.updates, batches))
+        for k, learner in built.items():
+            rates[k].append(robostack_rate(learner, args.updates, batches))
         print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1]:.0f}/s" for k, v in rates.items()), flush=True)
     med = {k: float(np.median(v)) for k, v in rates.items()}
     rows = [(k, f"{v:.0f}", f"{min(rates[k]):.0f}-{max(rates[k]):.0f}") for k, v in med.items()]
     speed = med["robostack 2 critics"] / med["SB3 SAC 2 critics"]
+    speed_c = med["robostack 2 critics, compiled"] / med["SB3 SAC 2 critics"]
     ensemble = med["robostack 2 critics + LN"] / med["robostack 10 critics + LN (RLPD)"]
+    ensemble_c = med["robostack 2 critics + LN, compiled"] / med["robostack 10 critics + LN (RLPD), compiled"]
+    rlpd_c = med["robostack 10 critics + LN (RLPD), compiled"] / med["robostack 10 critics + LN (RLPD)"]
     env_sps = {n: env_rate(n, 2000) for n in (1, 8)}
     # The ceiling: both learners are compute-bound matrix products, so updates/s x FLOPs per update is how close
     # each runs to what this CPU can multiply; a 2x lead needs half the FLOPs, not less overhead.
@@ -165,7 +177,10 @@ def main() -> None:
     }
     lines = [
         f"robostack / SB3 (2 critics, same sizes): **{speed:.2f}x** the updates per second (goal >= 2x)",
-        f"10-critic ensemble costs **{ensemble:.2f}x** the time of 2 critics per update (goal <= 2.5x)",
+        f"compiled (`sac.compile: true`): robostack / SB3 **{speed_c:.2f}x**; RLPD's 10-critic learner compiled "
+        f"{rlpd_c:.2f}x the eager one's updates per second",
+        f"10-critic ensemble costs **{ensemble:.2f}x** the time of 2 critics per update (goal <= 2.5x); "
+        f"compiled {ensemble_c:.2f}x",
         *(
             f"{k}: {f / 1e6:.0f} MFLOP per update, {f * med[k] / 1e9:.0f} GFLOP/s achieved"
             for k, f in flops.items()

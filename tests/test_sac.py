@@ -107,6 +107,24 @@ def test_learner_updates_and_resumes_exactly(tmp_path):
         assert torch.equal(a, b)
 
 
+def test_compiled_updates_follow_the_eager_ones():
+    cfg = SACConfig(critics=4, hidden=[32, 32], batch_size=32)
+    rng = np.random.default_rng(1)
+    batches = [_batch(rng) for _ in range(3)]
+    runs = []
+    for compiled in (False, True):
+        torch.manual_seed(0)
+        learner = SACLearner(SACConfig(**{**cfg.__dict__, "compile": compiled}), _actor())
+        runs.append([learner.update([b]) for b in batches])
+        runs[-1].append({n: p.detach().clone() for n, p in learner.critic.named_parameters()})
+    eager, comp = runs
+    for m_eager, m_comp in zip(eager[:-1], comp[:-1], strict=True):
+        assert m_comp == pytest.approx(m_eager, rel=1e-4, abs=1e-5)
+    assert eager[-1].keys() == comp[-1].keys()  # checkpoints hold the same modules either way
+    for name, value in eager[-1].items():
+        torch.testing.assert_close(comp[-1][name], value, rtol=1e-4, atol=1e-5)
+
+
 def test_refuses_actors_it_cannot_train():
     with pytest.raises(RobostackError, match="horizon 1"):
         SACLearner(SACConfig(), build_policy("gaussian", {"hidden_dims": [8]}, SPEC, STATS))

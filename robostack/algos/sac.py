@@ -45,6 +45,10 @@ class SACConfig:
     batch_size: int = 256
     utd: int = 1
     """Critic updates per environment step (update-to-data ratio G)."""
+    compile: bool = False
+    """torch.compile the updates' critic, target and actor passes (fused LayerNorm, ReLU and Mish kernels forward
+    and backward): 1.3-1.5x the updates per second on this project's 2-core CPU, after ~40 s of compiling on the
+    first update. Acting and evaluation stay eager."""
 
     def __post_init__(self) -> None:
         if not 1 <= self.critic_subset <= self.critics:
@@ -132,6 +136,13 @@ class SACLearner:
         )
         self.critic = QEnsemble(width, self.action_dim, cfg.critics, cfg.hidden, cfg.layer_norm).to(device)
         self.target = copy.deepcopy(self.critic).requires_grad_(False)
+        # the update's passes; compiled ones share the modules' parameters, so checkpoints never see them
+        self._critic, self._target, self._sample = self.critic, self.target, self.actor.squashed_sample
+        if cfg.compile:
+            # fallback_random: the compiled sampler draws eager's noise, so a compiled run resumes exactly as well
+            opts = {"fallback_random": True}
+            self._critic, self._target = torch.compile(self.critic), torch.compile(self.target)
+            self._sample = torch.compile(self.actor.squashed_sample, options=opts)
         self.temperature = Temperature(cfg.init_temperature).to(device)
         self.target_entropy = (
             cfg.target_entropy if cfg.target_entropy is not None else -float(self.action_dim)
@@ -167,6 +178,10 @@ class SACLearner:
         a, log_prob = self.actor.squashed_sample(self._actor_obs(obs), deterministic)
         return a[:, 0], log_prob
 
+    def _update_sample(self, obs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        a, log_prob = self._sample(self._actor_obs(obs))
+        return a[:, 0], log_prob
+
     def normalized_action(self, action: torch.Tensor) -> torch.Tensor:
         return self.actor.normalizer.normalize("action", action.float()).clamp(-1.0, 1.0)
 
@@ -176,12 +191,12 @@ class SACLearner:
         obs = {k: batch[k] for k in self.keys}
         nxt = {k: batch["next/" + k] for k in self.keys}
         with torch.no_grad():
-            a2, logp2 = self.sample_action(nxt)
+            a2, logp2 = self._update_sample(nxt)
             subset = torch.randperm(cfg.critics, device=self.device)[: cfg.critic_subset]
-            next_q = self.target(self.features(nxt), a2, subset)
+            next_q = self._target(self.features(nxt), a2, subset)
             y = td_target(batch["reward"], batch["terminated"], next_q, logp2, self.temperature.alpha, cfg.gamma,
                           cfg.backup_entropy)  # fmt: skip
-        q = self.critic(self.features(obs), self.normalized_action(batch["action"]))
+        q = self._critic(self.features(obs), self.normalized_action(batch["action"]))
         loss, metrics = critic_loss(q, y)
         self.critic_opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -192,9 +207,9 @@ class SACLearner:
 
     def update_actor(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         obs = {k: batch[k] for k in self.keys}
-        a, log_prob = self.sample_action(obs)
+        a, log_prob = self._update_sample(obs)
         self.critic.requires_grad_(False)  # the actor's loss moves the actor only: no critic weight gradients
-        q = self.critic(self.features(obs).detach(), a)
+        q = self._critic(self.features(obs).detach(), a)
         self.critic.requires_grad_(True)
         loss, metrics = actor_loss(q, log_prob, self.temperature.alpha.detach())
         self.actor_opt.zero_grad(set_to_none=True)
