@@ -62,7 +62,10 @@ def run_finetunes(
             continue
         start = out_dir / "runs" / e["from"]
         if not (start / "checkpoints").is_dir():
-            raise RobostackError(f"finetune entry {e['name']}: starting run not trained: {start}")
+            raise RobostackError(
+                f"finetune entry {e['name']}: starting run not trained: {start} (with --only, name it too: "
+                f"--only {e['from']},{e['name']})"
+            )
         start_policy = resolve_policy_folder(start)
         cfg = entry_config(e, start)
         if folder.exists():  # interrupted: on-policy fine-tuning starts fresh

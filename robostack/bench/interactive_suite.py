@@ -69,7 +69,10 @@ def run_interactive(
             continue
         start = out_dir / "runs" / e["from"]
         if not (start / "checkpoints").is_dir():
-            raise RobostackError(f"interactive entry {e['name']}: starting run not trained: {start}")
+            raise RobostackError(
+                f"interactive entry {e['name']}: starting run not trained: {start} (with --only, name it too: "
+                f"--only {e['from']},{e['name']})"
+            )
         cfg = entry_config(e, start)
         if folder.exists():  # interrupted: the entry starts again (a bench entry is one uninterrupted result)
             shutil.rmtree(folder)
