@@ -149,7 +149,7 @@ def write_interactive_report(results: list[dict[str, Any]], out_dir: Path) -> Pa
 
 def plot_interactive(results: list[dict[str, Any]], out: Path) -> Path:
     """Per (task, expert level): success without interventions (train-eval seeds) and the intervention rate against
-    environment steps, one line per run; the expert alone as a dashed line."""
+    environment steps, one line per run; the expert alone (dashed) and the start (dotted) on the test seeds."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -160,13 +160,16 @@ def plot_interactive(results: list[dict[str, Any]], out: Path) -> Path:
     colors = {"rlif": "tab:blue", "hg-dagger": "tab:orange"}
     for col, (task, level) in enumerate(keys):
         top, bottom = axes[0][col], axes[1][col]
-        for r in (r for r in results if (r["task"], r["expert_level"]) == (task, level)):
+        rows = [r for r in results if (r["task"], r["expert_level"]) == (task, level)]
+        for r in rows:
             c = colors.get(r["algo"], "tab:gray")
             for ax, series in ((top, r["curve"]), (bottom, r["interventions"])):
                 if series:
                     x, y = zip(*series, strict=True)
                     ax.plot(x, y, "o-", color=c, alpha=0.7, ms=3, label=f"{r['algo']} s{r['seed']}")
-            top.axhline(r["expert"]["success_rate"], color="k", ls="--", lw=1)
+        top.axhline(rows[0]["expert"]["success_rate"], color="k", ls="--", lw=1, label="expert alone (test)")
+        for start in sorted({r["start"]["success_rate"] for r in rows}):
+            top.axhline(start, color="tab:gray", ls=":", lw=1.2, label="start (test)")
         top.set(title=f"{task}, expert level {level}", ylabel="success, no interventions", ylim=(-0.02, 1.02))
         bottom.set(xlabel="environment steps", ylabel="intervention rate", ylim=(-0.02, 1.02))
         top.legend(fontsize=7)
