@@ -47,8 +47,8 @@ class SACConfig:
     """Critic updates per environment step (update-to-data ratio G)."""
     compile: bool = False
     """torch.compile the updates' critic, target and actor passes (fused LayerNorm, ReLU and Mish kernels forward
-    and backward): 1.3-1.5x the updates per second on this project's 2-core CPU, after ~40 s of compiling on the
-    first update. Acting and evaluation stay eager."""
+    and backward): 1.2-1.5x the 10-critic learner's updates per second on this project's 2-core CPU (none for 2
+    critics), after ~40 s of compiling on the first update. Acting and evaluation stay eager."""
 
     def __post_init__(self) -> None:
         if not 1 <= self.critic_subset <= self.critics:
