@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -147,7 +148,7 @@ def main() -> None:
     ten = SACConfig(critics=10, hidden=[256, 256], layer_norm=True, batch_size=BATCH)
     two_ln = SACConfig(critics=2, hidden=[256, 256], layer_norm=True, batch_size=BATCH)
     model = sb3_model()
-    compiled = lambda c: SACConfig(**{**c.__dict__, "compile": True})  # noqa: E731
+    compiled = lambda c: replace(c, compile=True)  # noqa: E731
     learners = {
         "robostack 2 critics": two, "robostack 2 critics + LN": two_ln, "robostack 10 critics + LN (RLPD)": ten,
         "robostack 2 critics, compiled": compiled(two), "robostack 2 critics + LN, compiled": compiled(two_ln),

@@ -234,15 +234,12 @@ def test_dppo_fine_tunes_a_diffusion_policy_that_stays_an_ordinary_policy(tmp_pa
 def test_the_online_loop_acts_as_the_evaluator_does(bc_run):
     """The SAC actor's deterministic action stepped through the vector environment gives, seed for seed, the
     episodes `robostack eval` gives the cloned policy: fine-tuning starts from the policy that was evaluated."""
-    import torch
-
     from robostack.algos.sac import SACConfig, SACLearner
     from robostack.eval.evaluate import evaluate_in_process
     from robostack.eval.metrics import rms_jerk
     from robostack.policies.checkpoint import load_policy
     from robostack.policies.loading import resolve_policy_folder
     from robostack.sim.vector_env import VectorEnv
-    from robostack.train.data import to_tensors
 
     n, first = 3, 1000
     policy = load_policy(resolve_policy_folder(str(bc_run))).eval()
@@ -252,12 +249,7 @@ def test_the_online_loop_acts_as_the_evaluator_does(bc_run):
     obs, done = env.reset(), np.zeros(n, bool)
     actions, returns, lengths = [[] for _ in range(n)], np.zeros(n), np.zeros(n, int)
     while not done.all():
-        with torch.no_grad():
-            a, _ = learner.sample_action(
-                to_tensors({k: obs[k] for k in learner.keys}, "cpu"), deterministic=True
-            )
-            raw = policy.normalizer.unnormalize("action", a).numpy()
-        raw = np.clip(raw, env.spec.action_low, env.spec.action_high).astype(np.float32)
+        raw = learner.raw_action(obs, env.spec.action_low, env.spec.action_high, deterministic=True)
         step = env.step(raw)
         for i in np.nonzero(~done)[0]:
             actions[i].append(raw[i])

@@ -4,6 +4,7 @@ and an exact resume of every network, optimiser and the temperature."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -114,7 +115,7 @@ def test_compiled_updates_follow_the_eager_ones():
     runs = []
     for compiled in (False, True):
         torch.manual_seed(0)
-        learner = SACLearner(SACConfig(**{**cfg.__dict__, "compile": compiled}), _actor())
+        learner = SACLearner(replace(cfg, compile=compiled), _actor())
         runs.append([learner.update([b]) for b in batches])
         runs[-1].append({n: p.detach().clone() for n, p in learner.critic.named_parameters()})
     eager, comp = runs

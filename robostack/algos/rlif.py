@@ -178,11 +178,7 @@ def _flags(buf: Any) -> np.ndarray:
 
 def _act(run: _OnlineRun, obs: dict[str, np.ndarray]) -> np.ndarray:
     """The policy's sampled action in raw units (B, Da)."""
-    with torch.no_grad():
-        t = to_tensors({k: obs[k] for k in run.keys}, run.learner.device)
-        a, _ = run.learner.sample_action(t)
-        raw = run.learner.actor.normalizer.unnormalize("action", a)
-    return np.clip(raw.cpu().numpy(), run.env.spec.action_low, run.env.spec.action_high).astype(np.float32)
+    return run.learner.raw_action(obs, run.env.spec.action_low, run.env.spec.action_high)
 
 
 def _collect(run: _OnlineRun, obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

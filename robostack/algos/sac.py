@@ -13,12 +13,14 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from robostack.errors import RobostackError
 from robostack.policies.base import Policy
 from robostack.policies.critics import QEnsemble
+from robostack.train.data import to_tensors
 
 
 @dataclass
@@ -177,6 +179,18 @@ class SACLearner:
         """(normalised action (B, Da), log pi (B,)) from single observations (B, ...)."""
         a, log_prob = self.actor.squashed_sample(self._actor_obs(obs), deterministic)
         return a[:, 0], log_prob
+
+    @torch.no_grad()
+    def raw_action(
+        self, obs: dict[str, np.ndarray], low: np.ndarray, high: np.ndarray, deterministic: bool = False
+    ) -> np.ndarray:
+        """What the online loop executes: the actor's action in the task's raw units, clipped to ``[low, high]``,
+        (B, Da) float32, from single observations (B, ...)."""
+        a, _ = self.sample_action(
+            to_tensors({k: obs[k] for k in self.actor.spec.obs}, self.device), deterministic
+        )
+        raw = self.actor.normalizer.unnormalize("action", a)
+        return np.clip(raw.cpu().numpy(), low, high).astype(np.float32)
 
     def _update_sample(self, obs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         a, log_prob = self._sample(self._actor_obs(obs))
