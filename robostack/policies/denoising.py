@@ -1,4 +1,4 @@
-"""What the diffusion and flow policies share: the U-Net backbone config, its construction, and inference from a
+"""What the diffusion and flow policies share: the denoiser backbone's config (U-Net or residual MLP), its construction, and inference from a
 noise sample to the executed, un-normalised, clipped action chunk. Each family supplies its loss and sampler."""
 
 from __future__ import annotations
@@ -12,13 +12,19 @@ from robostack.data.normalize import KeyStats
 from robostack.errors import RobostackError
 from robostack.policies.base import Policy, PolicyConfig, PolicySpec
 from robostack.policies.encoders import ObsEncoder
+from robostack.policies.mlp_denoiser import MLPDenoiser
 from robostack.policies.normalizer import Normalizer
 from robostack.policies.unet1d import ConditionalUnet1D
 
 
 @dataclass
 class UnetConfig:
-    """The denoiser backbone shared by the diffusion and flow policies."""
+    """The denoiser backbone shared by the diffusion and flow policies: the 1-D U-Net (default) or, with
+    ``backbone: mlp``, DPPO's residual MLP over the flattened chunk (``policies.mlp_denoiser``; for short chunks of
+    low-dim observations, where online RL's repeated scoring makes the U-Net's cost dominate)."""
+
+    backbone: str = "unet"
+    """``unet`` | ``mlp``."""
 
     down_dims: list[int] = field(default_factory=lambda: [256, 512, 1024])
     """Channels per U-Net level (Diffusion Policy low-dim: 256/512/1024)."""
@@ -30,6 +36,10 @@ class UnetConfig:
     """Features per camera image from the ResNet-18 encoder."""
     crop_ratio: float = 0.9
     """Random crop (training) / centre crop (inference) as a fraction of the image side."""
+    mlp_hidden: int = 512
+    """Width of the MLP backbone (DPPO's Robomimic state policies: 512)."""
+    mlp_blocks: int = 1
+    """Residual blocks (two layers each) of the MLP backbone."""
 
 
 @dataclass
@@ -45,13 +55,15 @@ class DenoisingConfig(PolicyConfig):
             self.unet = UnetConfig(**self.unet)
         if self.obs_noise < 0:
             raise RobostackError(f"obs_noise must be >= 0, got {self.obs_noise}")
+        if self.unet.backbone not in ("unet", "mlp"):
+            raise RobostackError(f"unet.backbone must be 'unet' or 'mlp', got {self.unet.backbone!r}")
         levels = len(self.unet.down_dims) - 1
-        if self.horizon % (2**levels):
+        if self.unet.backbone == "unet" and self.horizon % (2**levels):
             raise RobostackError(f"horizon ({self.horizon}) must be divisible by {2**levels} for this U-Net")
 
 
 class DenoisingPolicy(Policy):
-    """Observation encoder + conditional U-Net; subclasses define ``compute_loss`` and ``sample``."""
+    """Observation encoder + conditional denoiser (U-Net or MLP); subclasses define ``compute_loss`` and ``sample``."""
 
     config: DenoisingConfig
 
@@ -64,15 +76,23 @@ class DenoisingPolicy(Policy):
         )
         per_step = sum(spec.obs[k].shape[0] if spec.obs[k].shape else 1 for k in spec.lowdim_keys)
         per_step += len(spec.image_keys) * u.image_feature_dim
-        self.unet = ConditionalUnet1D(
-            action_dim=spec.action.shape[0],
-            global_cond_dim=per_step * config.n_obs_steps,
-            step_embed_dim=u.step_embed_dim,
-            down_dims=tuple(u.down_dims),
-            kernel_size=u.kernel_size,
-            n_groups=u.n_groups,
-            film_scale=u.film_scale,
-        )
+        # Named ``unet`` whichever backbone it is: samplers, DPPO, composition and export call ``policy.unet``.
+        self.unet: torch.nn.Module
+        if u.backbone == "mlp":
+            self.unet = MLPDenoiser(
+                spec.action.shape[0], config.horizon, per_step * config.n_obs_steps, u.step_embed_dim,
+                u.mlp_hidden, u.mlp_blocks,
+            )  # fmt: skip
+        else:
+            self.unet = ConditionalUnet1D(
+                action_dim=spec.action.shape[0],
+                global_cond_dim=per_step * config.n_obs_steps,
+                step_embed_dim=u.step_embed_dim,
+                down_dims=tuple(u.down_dims),
+                kernel_size=u.kernel_size,
+                n_groups=u.n_groups,
+                film_scale=u.film_scale,
+            )
 
     def condition(self, obs: dict[str, torch.Tensor], first: bool = False) -> torch.Tensor:
         """Global conditioning from the T_o frames: the first ones of a training window, the latest at inference."""
