@@ -26,6 +26,8 @@ from robostack.policies.score_mix import (
     velocity_to_eps,
     vp_point_to_flow,
 )
+from robostack.policies.stacked_unet import can_stack, stacked_unet
+from robostack.policies.unet1d import ConditionalUnet1D
 
 from conftest import assert_one_line_error, run_cli
 from test_policies import SPEC, STATS, TINY_UNET, ks
@@ -216,7 +218,10 @@ def test_export_parity_of_diffusion_flow_and_state_camera_composites(tmp_path):
     cam_stats = {"obs/state": STATS["obs/state"], "action": STATS["action"]}
     _, c = _folder(tmp_path, "cam", "flow", 2, spec=_camera_spec(), stats=cam_stats, num_integration_steps=3)
     for name, parents, weights in (("df", [d, f], [0.7, 0.3]), ("sc", [d, c], [0.4, 0.6])):
-        save_composite(*compose(parents, weights), tmp_path / name)
+        composite, *_ = compose(parents, weights)
+        # same-shaped U-Nets export as one stacked network; the camera parent's wider conditioning cannot stack
+        assert composite.stackable == (name == "df")
+        save_composite(composite, *_, tmp_path / name)
         report = export_policy(ExportConfig(policy=str(tmp_path / name), out=str(tmp_path / f"{name}.onnx")))
         assert report.parity_max_abs <= 1e-5, report.parity_max_abs
         meta = read_model_meta(tmp_path / f"{name}.onnx")
@@ -231,6 +236,20 @@ def test_export_parity_of_diffusion_flow_and_state_camera_composites(tmp_path):
     frame = {"obs/state": rng.random(3).astype(np.float32), "obs/object": rng.random(2).astype(np.float32)}
     action = rt.select_action(frame)
     assert action.shape == (2,) and np.all(np.abs(action) <= np.array(SPEC.action_high) + 1e-6)
+
+
+@pytest.mark.parametrize("film_scale", [True, False])
+def test_stacked_unets_equal_separate_calls(film_scale):
+    torch.manual_seed(0)
+    nets = [ConditionalUnet1D(2, 10, 32, (16, 32, 64), 5, 8, film_scale=film_scale).eval() for _ in range(3)]
+    assert can_stack(nets)
+    x, c = torch.randn(3, 4, 16, 2), torch.randn(3, 4, 10)
+    t = torch.tensor([5.0, 50.0, 0.3])[:, None].expand(3, 4)
+    with torch.no_grad():
+        separate = torch.stack([n(x[i], t[i], c[i]) for i, n in enumerate(nets)])
+        assert (stacked_unet(nets, x, t, c) - separate).abs().max() <= 1e-5
+    wider = ConditionalUnet1D(2, 12, 32, (16, 32, 64), 5, 8, film_scale=film_scale)
+    assert not can_stack([nets[0], wider]) and not can_stack(nets[:1])
 
 
 # ---------------------------------------------------------------- the CLI as a user calls it

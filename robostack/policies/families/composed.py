@@ -18,6 +18,10 @@ What composes, and what is refused (one line saying why):
 - observations: the union of the parents' keys (a key two parents share must have the same shape and dtype); each
   parent conditions on its own keys with its own statistics. Equal ``n_obs_steps`` (chunks align in time).
 - chunk length: parents may differ; the common prefix is mixed and the longer parents keep their tail.
+
+Exported, same-shaped U-Net parents (same architecture, chunk length and conditioning width, e.g. the diffusion +
+flow pair on the same data) run as one stacked network per denoising step (``policies.stacked_unet``): at batch 1
+the graph's node count, not its arithmetic, sets the latency, and stacking shares every node between the parents.
 """
 
 from __future__ import annotations
@@ -33,9 +37,11 @@ from torch import nn
 from robostack.data.normalize import KeyStats
 from robostack.errors import RobostackError
 from robostack.policies.base import Policy, PolicyConfig, PolicySpec
+from robostack.policies.families.flow import TIME_SCALE as FLOW_TIME_SCALE
 from robostack.policies.registry import register_policy
 from robostack.policies.schedulers import DDPMSchedule, ddim_coefficients, ddim_step, flow_times
 from robostack.policies.score_mix import mix, segment_weights, velocity_to_eps, vp_point_to_flow
+from robostack.policies.stacked_unet import can_stack, stacked_unet
 
 COMPOSABLE = ("diffusion", "flow")
 WEIGHT_TOL = 1e-6
@@ -196,6 +202,9 @@ class ComposedPolicy(Policy):
         if diffusion:
             self.schedule = DDPMSchedule(self.lead.config.num_train_steps)
         self._ddim: dict[int, list[tuple[int, float, float]]] = {}
+        self.stackable = len({p.config.horizon for p in parents}) == 1 and can_stack(
+            [p.unet for p in parents]
+        )
 
     @property
     def lead(self) -> Any:
@@ -256,15 +265,36 @@ class ComposedPolicy(Policy):
     def _eps(self, x: torch.Tensor, k: int, ab_t: float, conds: list[torch.Tensor]) -> list[torch.Tensor]:
         """Every parent's noise prediction at DDIM step ``k`` (flow parents converted exactly)."""
         a, s = math.sqrt(ab_t), math.sqrt(1.0 - ab_t)
-        out = []
-        for p, c in zip(self.parents, conds, strict=True):
+        inputs, times, flow_t = [], [], []
+        for p in self.parents:
             xi = x[:, : p.config.horizon]
             if p.family == "diffusion":
-                out.append(p.unet(xi, torch.full((x.shape[0],), float(k), device=x.device), c))
+                inputs.append(xi)
+                times.append(float(k))
+                flow_t.append(None)
             else:
                 y, t = vp_point_to_flow(xi, a, s)
-                out.append(velocity_to_eps(y, p.velocity(y, t, c), t))
-        return out
+                inputs.append(y)
+                times.append(t * FLOW_TIME_SCALE)
+                flow_t.append(t)
+        preds = self._networks(inputs, times, conds)
+        return [
+            pred if t is None else velocity_to_eps(y, pred, t)
+            for y, pred, t in zip(inputs, preds, flow_t, strict=True)
+        ]
+
+    def _networks(self, inputs: list[torch.Tensor], times: list[float], conds: list[torch.Tensor]) -> list:
+        """Every parent's network on its own (sample, time, conditioning): one stacked call when exporting
+        same-shaped U-Nets, else one call each (eager, where restacking the weights every step would cost more)."""
+        b = inputs[0].shape[0]
+        if self.stackable and torch.onnx.is_in_onnx_export():
+            t = torch.stack([torch.full((b,), tv, device=inputs[0].device) for tv in times])
+            out = stacked_unet([p.unet for p in self.parents], torch.stack(inputs), t, torch.stack(conds))
+            return list(out.unbind(0))
+        return [
+            p.unet(xi, torch.full((b,), tv, device=xi.device), c)
+            for p, xi, tv, c in zip(self.parents, inputs, times, conds, strict=True)
+        ]
 
     def _velocity(self, x: torch.Tensor, t: float, conds: list[torch.Tensor]) -> torch.Tensor:
         preds = [p.velocity(x[:, : p.config.horizon], t, c) for p, c in zip(self.parents, conds, strict=True)]
