@@ -1,16 +1,16 @@
-"""Several same-shaped ``ConditionalUnet1D`` networks evaluated as one: every layer runs once over a leading parent
-axis with the parents' weights stacked, instead of once per parent.
+"""Several same-shaped ``ConditionalUnet1D`` networks evaluated as one graph: every layer's normalisation,
+activation, FiLM and slicing nodes run once over a leading parent axis; each parent keeps its own 2-D matrix
+product (onnxruntime pre-packs a constant 2-D weight once, not a stacked 3-D one).
 
 Why: a composite (GPC) scores the same noisy sample with every parent at every denoising step. At a robot's batch
-of 1 the U-Net's cost is not its arithmetic but its ~1,000 small graph nodes per call (an onnxruntime profile of the
-push U-Net: 7% of kernel time in matrix products, the rest in Add, Slice, Unsqueeze, Mul ... nodes), so two parents
-cost two sets of nodes. Stacked, the parents share each node; the matrix products become batched ones (P, B, T, K*C)
-@ (P, K*C, O). The composite's ONNX export uses this (the stacked weights fold into constants); eager inference keeps
-one call per parent, where stacking the weights at every call would cost more than it saves.
-
-Layout inside is time-major (P, B, T, C), so a convolution is its K shifted time slices concatenated along channels
-and one batched matrix product, and no transposes sit between layers. Every operation is the parents' own, exactly:
-``tests/test_gpc.py`` checks the stacked output against separate calls.
+of 1 the U-Net's cost is mostly not its arithmetic but its many small graph nodes (an onnxruntime profile of the
+push U-Net: 7% of kernel time in matrix products, the rest in Add, Slice, Unsqueeze, Mul ... nodes), so the
+parents share every node they can. Layout inside is time-major (P, B, T, C), so a convolution is its K shifted time
+slices concatenated along channels and one matrix product, with no transposes between layers, and every shape is a
+Python int, so the exported graph carries no shape arithmetic. With one network (P = 1) this is also the form every
+U-Net exports in (``ConditionalUnet1D.forward`` under ONNX export): fewer nodes than the eager layout.
+Eager PyTorch keeps the usual forward. Every operation is the networks' own, exactly: ``tests/test_gpc.py`` checks
+the stacked output against separate calls, and export parity covers the rest.
 """
 
 from __future__ import annotations
@@ -37,11 +37,19 @@ def _res_blocks(net: ConditionalUnet1D) -> list[ConditionalResidualBlock1D]:
     return [m for m in net.modules() if isinstance(m, ConditionalResidualBlock1D)]
 
 
+def _matmul(x: torch.Tensor, ws: list[torch.Tensor]) -> torch.Tensor:
+    """x (P, ..., in) times parent p's 2-D weight (in, out) for each p. One 2-D product per parent rather than one
+    batched product over stacked weights: onnxruntime pre-packs a constant 2-D MatMul weight once and not a stacked
+    one (benchmarks/ort_stacked_matmul.py: 1.31x slower stacked), while every other node stays shared."""
+    if len(ws) == 1:
+        return torch.matmul(x, ws[0])
+    return torch.stack([torch.matmul(x[i], w) for i, w in enumerate(ws)])
+
+
 def _linear(layers: list[nn.Linear], h: torch.Tensor) -> torch.Tensor:
     """(P, B, in) -> (P, B, out), parent p through its own layer."""
-    w = torch.stack([lin.weight.t() for lin in layers])
     b = torch.stack([lin.bias for lin in layers])[:, None, :]
-    return torch.matmul(h, w) + b
+    return _matmul(h, [lin.weight.t() for lin in layers]) + b
 
 
 def _conv(convs: list[nn.Conv1d], x: torch.Tensor, t: int) -> torch.Tensor:
@@ -50,16 +58,16 @@ def _conv(convs: list[nn.Conv1d], x: torch.Tensor, t: int) -> torch.Tensor:
     c0 = convs[0]
     k, stride, pad = c0.kernel_size[0], c0.stride[0], c0.padding[0]
     if k == 1 and stride == 1:
-        w = torch.stack([c.weight[:, :, 0].t() for c in convs])
+        ws = [c.weight[:, :, 0].t() for c in convs]
     else:
         # Rows tap-major (tap i, then input channel), as the shifted slices are concatenated.
-        w = torch.stack([c.weight.permute(2, 1, 0).reshape(k * c.in_channels, c.out_channels) for c in convs])
+        ws = [c.weight.permute(2, 1, 0).reshape(k * c.in_channels, c.out_channels) for c in convs]
     t_out = (t + 2 * pad - k) // stride + 1
     xs = F.pad(x, (0, 0, pad, pad)) if pad else x
     if k > 1 or stride > 1:
         end = stride * (t_out - 1) + 1
         x = torch.cat([xs[:, :, i : i + end : stride] for i in range(k)], dim=-1)
-    out = torch.matmul(x, w[:, None])
+    out = _matmul(x, ws)
     if c0.bias is not None:
         out = out + torch.stack([c.bias for c in convs])[:, None, None, :]
     return out
@@ -74,10 +82,10 @@ def _conv_transpose(convs: list[nn.ConvTranspose1d], x: torch.Tensor, t: int) ->
         raise ValueError("stacked transposed convolution covers kernel 4, stride 2, padding 1 only")
     xs = F.pad(x, (0, 0, 1, 1))
     prev, now, nxt = xs[:, :, 0:t], xs[:, :, 1 : t + 1], xs[:, :, 2 : t + 2]
-    w_even = torch.stack([torch.cat([c.weight[:, :, 1], c.weight[:, :, 3]], 0) for c in convs])
-    w_odd = torch.stack([torch.cat([c.weight[:, :, 0], c.weight[:, :, 2]], 0) for c in convs])
-    even = torch.matmul(torch.cat([now, prev], dim=-1), w_even[:, None])
-    odd = torch.matmul(torch.cat([nxt, now], dim=-1), w_odd[:, None])
+    w_even = [torch.cat([c.weight[:, :, 1], c.weight[:, :, 3]], 0) for c in convs]
+    w_odd = [torch.cat([c.weight[:, :, 0], c.weight[:, :, 2]], 0) for c in convs]
+    even = _matmul(torch.cat([now, prev], dim=-1), w_even)
+    odd = _matmul(torch.cat([nxt, now], dim=-1), w_odd)
     out = torch.stack([even, odd], dim=3).reshape(len(convs), -1, 2 * t, c0.out_channels)
     if c0.bias is not None:
         out = out + torch.stack([c.bias for c in convs])[:, None, None, :]

@@ -184,6 +184,12 @@ class ConditionalUnet1D(nn.Module):
         self, sample: torch.Tensor, timestep: torch.Tensor, global_cond: torch.Tensor
     ) -> torch.Tensor:
         """sample (B, T, Da), timestep (B,) float, global_cond (B, C) -> (B, T, Da)."""
+        if torch.onnx.is_in_onnx_export():
+            # The exported graph is the time-major, static-shape form (stacked_unet's docstring says why): at a
+            # robot's batch of 1 it has about half the nodes of this forward's, and nodes set the latency there.
+            from robostack.policies.stacked_unet import stacked_unet  # it imports this module
+
+            return stacked_unet([self], sample[None], timestep[None], global_cond[None])[0]
         x = sample.transpose(1, 2)
         cond = torch.cat([self.step_encoder(timestep), global_cond], dim=-1)
         skips = []
