@@ -20,21 +20,23 @@ import torch.nn.functional as F
 from torch import nn
 
 from robostack.policies.activations import Mish
-from robostack.policies.unet1d import ConditionalResidualBlock1D, ConditionalUnet1D, Conv1dBlock
+
+# Duck-typed on ``policies.unet1d``'s modules (ConditionalUnet1D, its residual and conv blocks) rather than importing
+# them: unet1d's forward calls this module under ONNX export, and modules here import one way only.
 
 
 def can_stack(nets: list[nn.Module]) -> bool:
     """True when every net is a ``ConditionalUnet1D`` with the same parameter names and shapes (and so the same
     architecture: levels, kernel, groups, FiLM form, action and conditioning widths)."""
-    if len(nets) < 2 or not all(isinstance(n, ConditionalUnet1D) for n in nets):
+    if len(nets) < 2 or not all(type(n).__name__ == "ConditionalUnet1D" for n in nets):
         return False
     shapes = [[(k, tuple(v.shape)) for k, v in n.state_dict().items()] for n in nets]
     flags = [[(b.film_scale, b.blocks[0].block[1].num_groups) for b in _res_blocks(n)] for n in nets]
     return all(s == shapes[0] for s in shapes) and all(f == flags[0] for f in flags)
 
 
-def _res_blocks(net: ConditionalUnet1D) -> list[ConditionalResidualBlock1D]:
-    return [m for m in net.modules() if isinstance(m, ConditionalResidualBlock1D)]
+def _res_blocks(net: nn.Module) -> list[nn.Module]:
+    return [m for m in net.modules() if type(m).__name__ == "ConditionalResidualBlock1D"]
 
 
 def _matmul(x: torch.Tensor, ws: list[torch.Tensor]) -> torch.Tensor:
@@ -104,14 +106,12 @@ def _group_norm(norms: list[nn.GroupNorm], x: torch.Tensor, t: int) -> torch.Ten
     return h * weight + bias
 
 
-def _conv_block(blocks: list[Conv1dBlock], x: torch.Tensor, t: int) -> torch.Tensor:
+def _conv_block(blocks: list[nn.Module], x: torch.Tensor, t: int) -> torch.Tensor:
     x = _conv([b.block[0] for b in blocks], x, t)
     return Mish()(_group_norm([b.block[1] for b in blocks], x, t))
 
 
-def _res_block(
-    blocks: list[ConditionalResidualBlock1D], x: torch.Tensor, cond: torch.Tensor, t: int
-) -> torch.Tensor:
+def _res_block(blocks: list[nn.Module], x: torch.Tensor, cond: torch.Tensor, t: int) -> torch.Tensor:
     out = _conv_block([b.blocks[0] for b in blocks], x, t)
     film = _linear([b.cond_encoder[1] for b in blocks], Mish()(cond))[:, :, None, :]  # (P, B, 1, 2C or C)
     c = blocks[0].c_out
@@ -122,7 +122,7 @@ def _res_block(
 
 
 def stacked_unet(
-    nets: list[ConditionalUnet1D], sample: torch.Tensor, timestep: torch.Tensor, global_cond: torch.Tensor
+    nets: list[nn.Module], sample: torch.Tensor, timestep: torch.Tensor, global_cond: torch.Tensor
 ) -> torch.Tensor:
     """sample (P, B, T, Da), timestep (P, B), global_cond (P, B, C) -> (P, B, T, Da): parent p's prediction is
     ``nets[p](sample[p], timestep[p], global_cond[p])`` (``can_stack(nets)`` must hold)."""

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from robostack.policies.activations import Mish
+from robostack.policies.stacked_unet import stacked_unet
 
 
 class SinusoidalPosEmb(nn.Module):
@@ -187,8 +188,6 @@ class ConditionalUnet1D(nn.Module):
         if torch.onnx.is_in_onnx_export():
             # The exported graph is the time-major, static-shape form (stacked_unet's docstring says why): at a
             # robot's batch of 1 it has about half the nodes of this forward's, and nodes set the latency there.
-            from robostack.policies.stacked_unet import stacked_unet  # it imports this module
-
             return stacked_unet([self], sample[None], timestep[None], global_cond[None])[0]
         x = sample.transpose(1, 2)
         cond = torch.cat([self.step_encoder(timestep), global_cond], dim=-1)
