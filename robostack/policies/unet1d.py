@@ -47,8 +47,7 @@ class MatmulConv1d(nn.Conv1d):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.onnx.is_in_onnx_export():
-            return self._export_forward(x)
+        # Not reached under ONNX export: ConditionalUnet1D exports its stacked_unet form, convolutions included.
         if x.shape[0] >= NATIVE_CONV_MIN_BATCH:
             # Eager PyTorch runs Conv1d as this height-1 Conv2d anyway; torch.compile only moves 4-D convolutions
             # to the channels-last layout oneDNN is fastest in on CPU.
@@ -62,18 +61,6 @@ class MatmulConv1d(nn.Conv1d):
         b, c, t, _ = cols.shape
         cols = cols.permute(0, 2, 1, 3).reshape(b, t, c * k)
         return F.linear(cols, self.weight.reshape(self.out_channels, c * k), self.bias).transpose(1, 2)
-
-    def _export_forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Shifted slices + MatMul against a constant (K*C, O) weight that onnxruntime pre-packs once."""
-        k, p = self.kernel_size[0], self.padding[0]
-        t = x.shape[2]
-        xs = F.pad(x, (p, p)) if p else x
-        cols = torch.cat([xs[:, :, i : i + t] for i in range(k)], dim=1).transpose(1, 2)  # (B, T, K*C)
-        w = self.weight.permute(2, 1, 0).reshape(k * self.in_channels, self.out_channels)
-        out = torch.matmul(cols, w)
-        if self.bias is not None:
-            out = out + self.bias
-        return out.transpose(1, 2)
 
 
 def store_conv_weights_channels_last(module: nn.Module) -> int:
